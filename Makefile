@@ -1,0 +1,51 @@
+# liftpose: `make train` then `make test` on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.liftpose-installed
+ARGS ?=
+PYTEST_ARGS ?=
+TABLES ?= *
+SCALE ?= smoke
+
+.PHONY: install install-loggers train test lint format bench clean help
+
+help:
+	@echo "make train   - install (into $(VENV)) and run the main job on the embedded data"
+	@echo "make test    - install and run the test suite"
+	@echo "make bench   - data and model throughput figures on this machine"
+	@echo "make lint    - ruff"
+	@echo "make clean   - remove run outputs and caches"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "$(TORCH_SPEC)"
+	$(BIN)/pip install -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+install-loggers: install
+	$(BIN)/pip install -e ".[loggers]"
+
+train: install
+	$(BIN)/liftpose-train $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check src tests
+
+format: install
+	$(BIN)/ruff check --fix src tests
+
+bench: install
+	$(BIN)/python -m liftpose.bench $(ARGS)
+
+clean:
+	rm -rf logs outputs multirun .cache data/hdm05 .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

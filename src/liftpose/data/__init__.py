@@ -1,0 +1,1 @@
+"""Data: skeletons, cameras, mocap readers, virtual capture, loaders and the DataModule."""

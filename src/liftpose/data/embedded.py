@@ -1,0 +1,77 @@
+"""The embedded default dataset: the packaged HDM05-derived sample filmed by virtual cameras.
+
+The sample (``assets/hdm05_sample.npz``, CC BY-SA 3.0, see ``assets/HDM05_SAMPLE_LICENSE.md``)
+holds real motion capture of the HDM05 actors retargeted to the Human3.6M 17 joints at 50 Hz.
+:func:`ensure_embedded` turns it into a Human3.6M-style dataset (actors -> subjects, clips ->
+actions such as ``"squat1Reps 3"``, four virtual cameras with the Human3.6M intrinsics) written in
+the VideoPose3D layout, once, and reuses it while the capture settings are unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from liftpose.data.capture import CaptureConfig, DetectorNoise, RigConfig, capture
+from liftpose.data.errors import DataError
+from liftpose.data.h36m import dataset_files, write_dataset
+from liftpose.utils.io import atomic_write_text
+
+SAMPLE_NAME = "hdm05_sample.npz"
+
+
+def sample_path() -> Path:
+    return Path(str(resources.files("liftpose.data") / "assets" / SAMPLE_NAME))
+
+
+def load_sample(path: str | Path | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """``{actor: {"<motion> <take>": (T, 17, 3)}}`` world metres, Z up, 50 Hz."""
+    p = Path(path) if path is not None else sample_path()
+    if not p.exists():
+        raise DataError(p, "file", "embedded motion sample missing from the package")
+    out: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(p) as f:
+        for key in f.files:
+            if key.startswith("__"):
+                continue
+            parts = key.split("/")
+            if len(parts) != 3:
+                raise DataError(p, key, "expected '<actor>/<motion>/<take>'")
+            actor, motion, take = parts
+            arr = f[key]
+            if arr.ndim != 3 or arr.shape[1:] != (17, 3):
+                raise DataError(p, key, f"expected (T, 17, 3), got {arr.shape}")
+            out.setdefault(actor, {})[f"{motion} {int(take)}"] = arr.astype(np.float32)
+    return out
+
+
+def capture_config(cfg: dict | None) -> CaptureConfig:
+    """A :class:`CaptureConfig` from a plain (Hydra) mapping with optional ``rig``/``det``/``seed``."""
+    cfg = dict(cfg or {})
+    rig = RigConfig(**{k: tuple(v) if isinstance(v, list) else v
+                       for k, v in dict(cfg.get("rig") or {}).items()})
+    det = DetectorNoise(**dict(cfg.get("det") or {}))
+    return CaptureConfig(rig=rig, det=det, seed=int(cfg.get("seed", 0)))
+
+
+def ensure_embedded(root: str | Path, name: str = "hdm05", cfg: dict | None = None) -> Path:
+    """Build the virtual-capture dataset under ``root`` unless an identical build is there."""
+    root = Path(root)
+    cc = capture_config(cfg)
+    spec = json.dumps({"sample": sample_path().stat().st_size, "capture": dataclasses.asdict(cc)},
+                      sort_keys=True)
+    digest = hashlib.sha1(spec.encode()).hexdigest()[:16]
+    stamp = root / f".{name}.build"
+    files = [*dataset_files(root, name, "gt").values(), dataset_files(root, name, "det")["2d"]]
+    if stamp.exists() and stamp.read_text() == digest and all(f.exists() for f in files):
+        return root
+    collection = load_sample()
+    cameras, pos2d = capture(collection, cc)
+    write_dataset(root, name, collection, pos2d, cameras)
+    atomic_write_text(stamp, digest)
+    return root

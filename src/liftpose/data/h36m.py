@@ -1,0 +1,213 @@
+"""Loader of the VideoPose3D file layout: real Human3.6M and every virtual-capture dataset.
+
+Files under ``root`` for a dataset ``name`` (``h36m`` for Human3.6M):
+
+* ``data_3d_<name>.npz`` with ``positions_3d[subject][action] -> (T, 32 | 17, 3)`` world metres
+  (32 joints are reduced to the 17 scored ones);
+* ``data_2d_<name>_<source>.npz`` with ``positions_2d[subject][action] -> [cams x (T, J, 2)]``
+  pixels and ``metadata``; ``source`` is e.g. ``cpn_ft_h36m_dbb``, ``gt``, ``det``;
+* ``cameras_<name>.json`` (:func:`liftpose.data.camera.load_cameras`); for ``h36m`` the
+  calibration shipped with the package is used when the file is absent.
+
+Each (subject, action, camera) becomes one :class:`Sequence` with camera-space, root-relative
+3-D (the root joint is kept, at zero) and normalised 2-D. Some Human3.6M videos have a few more
+2-D frames than mocap frames; like the reference pipeline, the extra 2-D frames are dropped. Fewer
+2-D frames than 3-D frames is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from liftpose.data.camera import Camera, load_cameras, normalize_screen_coordinates, save_cameras
+from liftpose.data.errors import DataError
+from liftpose.data.skeleton import H36M17, reduce_32_to_17
+from liftpose.utils.io import atomic_path
+
+#: Sequences known to be corrupted in the Human3.6M release (video of one camera broken).
+H36M_SKIP: frozenset[tuple[str, str]] = frozenset({("S11", "Directions")})
+
+
+@dataclass
+class Sequence:
+    """One filmed sequence: a subject performing an action, seen by one camera."""
+
+    subject: str
+    action: str
+    camera: str
+    pose_2d: np.ndarray  # (T, J, 2) normalised screen coordinates
+    pose_3d: np.ndarray  # (T, J, 3) camera frame, metres, root joint at zero
+
+    @property
+    def action_group(self) -> str:
+        """Action name before the first space (``"Walking 1"`` -> ``"Walking"``)."""
+        return self.action.split(" ")[0]
+
+
+def _load_npz_dict(path: Path, key: str) -> dict:
+    if not path.exists():
+        raise DataError(path, "file", "not found (point data.root at the folder holding it)")
+    try:
+        with np.load(path, allow_pickle=True) as f:
+            if key not in f.files:
+                raise DataError(path, key, f"missing key; the file has {sorted(f.files)}")
+            obj = f[key]
+            meta = f["metadata"].item() if "metadata" in f.files else None
+    except DataError:
+        raise
+    except Exception as e:  # zipfile.BadZipFile, EOFError, ValueError, pickle errors
+        raise DataError(path, key, f"unreadable or truncated file ({type(e).__name__}: {e})") from e
+    try:
+        data = obj.item()
+    except ValueError:
+        raise DataError(path, key, "expected a pickled dict {subject: {action: ...}}") from None
+    if not isinstance(data, dict):
+        raise DataError(path, key, f"expected a dict, got {type(data).__name__}")
+    if meta is not None:
+        data["__metadata__"] = meta
+    return data
+
+
+def _check_finite(arr: np.ndarray, path: Path, field: str) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        frames = np.unique(np.nonzero(bad)[0])
+        raise DataError(path, field, f"{bad.sum()} NaN/inf values, first frames "
+                                     f"{frames[:5].tolist()}")
+
+
+def file_fingerprint(paths: list[Path]) -> str:
+    """Cheap fingerprint of input files: names, sizes and modification times."""
+    h = hashlib.sha1()
+    for p in sorted(paths):
+        st = p.stat()
+        h.update(f"{p.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
+
+
+def dataset_files(root: str | Path, name: str, keypoints: str) -> dict[str, Path]:
+    root = Path(root)
+    return {
+        "3d": root / f"data_3d_{name}.npz",
+        "2d": root / f"data_2d_{name}_{keypoints}.npz",
+        "cameras": root / f"cameras_{name}.json",
+    }
+
+
+def load_sequences(
+    root: str | Path,
+    name: str,
+    keypoints: str,
+    subjects: list[str],
+    actions: list[str] | None = None,
+    cameras: list[str] | None = None,
+) -> list[Sequence]:
+    """Read the sequences of ``subjects`` (all actions, or those whose group is in ``actions``)."""
+    files = dataset_files(root, name, keypoints)
+    p3, p2, pc = files["3d"], files["2d"], files["cameras"]
+    pos3d = _load_npz_dict(p3, "positions_3d")
+    pos3d.pop("__metadata__", None)
+    pos2d = _load_npz_dict(p2, "positions_2d")
+    meta = pos2d.pop("__metadata__", None)
+    if meta is not None and int(meta.get("num_joints", 17)) != 17:
+        raise DataError(p2, "metadata.num_joints", f"expected 17, got {meta.get('num_joints')}")
+    if pc.exists() or name != "h36m":
+        cams = load_cameras(pc)
+    else:
+        cams = load_cameras(None)
+    out: list[Sequence] = []
+    for subject in subjects:
+        if subject not in pos3d:
+            raise DataError(p3, f"positions_3d[{subject}]",
+                            f"unknown subject; the file has {sorted(pos3d)}")
+        if subject not in pos2d:
+            raise DataError(p2, f"positions_2d[{subject}]",
+                            f"unknown subject; the file has {sorted(pos2d)}")
+        if subject not in cams:
+            raise DataError(pc, f"extrinsics.{subject}", "no cameras for this subject")
+        cam_list = list(cams[subject].values())
+        for action in sorted(pos3d[subject]):
+            if (subject, action) in H36M_SKIP and name == "h36m":
+                continue
+            if actions is not None and action.split(" ")[0] not in actions:
+                continue
+            field3 = f"positions_3d[{subject}][{action}]"
+            world = np.asarray(pos3d[subject][action], dtype=np.float64)
+            if world.ndim != 3 or world.shape[-1] != 3 or world.shape[1] not in (17, 32):
+                raise DataError(p3, field3, f"expected shape (T, 17 or 32, 3), got {world.shape}")
+            if world.shape[1] == 32:
+                world = reduce_32_to_17(world)
+            _check_finite(world, p3, field3)
+            if action not in pos2d[subject]:
+                raise DataError(p2, f"positions_2d[{subject}][{action}]",
+                                "missing action (present in the 3-D file)")
+            views = pos2d[subject][action]
+            if len(views) != len(cam_list):
+                raise DataError(p2, f"positions_2d[{subject}][{action}]",
+                                f"{len(views)} camera views, but the cameras file has "
+                                f"{len(cam_list)} cameras for {subject}")
+            for ci, (cam, kp) in enumerate(zip(cam_list, views)):
+                if cameras is not None and cam.id not in cameras and str(ci) not in cameras:
+                    continue
+                field2 = f"positions_2d[{subject}][{action}][{ci}]"
+                kp = np.asarray(kp)
+                if kp.ndim != 3 or kp.shape[1:] != (17, 2):
+                    raise DataError(p2, field2, f"expected shape (T, 17, 2), got {kp.shape}")
+                if kp.shape[0] < world.shape[0]:
+                    raise DataError(p2, field2, f"{kp.shape[0]} 2-D frames but {world.shape[0]} "
+                                                f"3-D frames in {p3.name}")
+                kp = kp[: world.shape[0]]
+                _check_finite(kp, p2, field2)
+                out.append(Sequence(subject, action, cam.id,
+                                    _normalise_2d(kp, cam), _to_camera_root_relative(world, cam)))
+    if not out:
+        raise DataError(p3, "positions_3d", f"no sequences selected for subjects {subjects}, "
+                                            f"actions {actions}, cameras {cameras}")
+    return out
+
+
+def _normalise_2d(kp: np.ndarray, cam: Camera) -> np.ndarray:
+    return normalize_screen_coordinates(kp.astype(np.float64), cam.res_w, cam.res_h).astype(
+        np.float32)
+
+
+def _to_camera_root_relative(world: np.ndarray, cam: Camera) -> np.ndarray:
+    x = cam.world_to_camera(world)
+    x = x - x[:, :1]
+    return x.astype(np.float32)
+
+
+def write_dataset(
+    root: str | Path,
+    name: str,
+    positions_3d: dict[str, dict[str, np.ndarray]],
+    positions_2d: dict[str, dict[str, dict[str, list[np.ndarray]]]],
+    cameras: dict[str, list[Camera]],
+) -> dict[str, Path]:
+    """Write a dataset in the layout :func:`load_sequences` reads (each file atomically)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "layout_name": "h36m",
+        "num_joints": 17,
+        "keypoints_symmetry": [list(H36M17.left), list(H36M17.right)],
+    }
+    written = {}
+    p3 = root / f"data_3d_{name}.npz"
+    with atomic_path(p3, suffix=".tmp.npz") as tmp:
+        np.savez_compressed(tmp, positions_3d=np.array(positions_3d, dtype=object))
+    written["3d"] = p3
+    for source, data in positions_2d.items():
+        p2 = root / f"data_2d_{name}_{source}.npz"
+        with atomic_path(p2, suffix=".tmp.npz") as tmp:
+            np.savez_compressed(tmp, positions_2d=np.array(data, dtype=object),
+                                metadata=np.array(meta, dtype=object))
+        written[source] = p2
+    pc = root / f"cameras_{name}.json"
+    save_cameras({s: {c.id: c for c in cams} for s, cams in cameras.items()}, pc)
+    written["cameras"] = pc
+    return written

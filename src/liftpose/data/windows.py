@@ -1,0 +1,52 @@
+"""Window gathering and horizontal flips, vectorised over the batch.
+
+All sequences of a split live in one contiguous array ``(N, J, C)``; sequence ``s`` occupies rows
+``start[s] : start[s] + length[s]``. A window of ``T = 2 * pad + 1`` frames centred on local frame
+``i`` reads rows ``start[s] + clip(i + [-pad..pad], 0, length[s] - 1)``: edge padding by index
+arithmetic, one fancy-indexing gather per batch, no per-sample Python.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def window_offsets(receptive_field: int) -> torch.Tensor:
+    """Offsets ``(T,)`` of a centred window; ``receptive_field`` must be odd."""
+    if receptive_field < 1 or receptive_field % 2 == 0:
+        raise ValueError(f"receptive_field must be a positive odd number, got {receptive_field}")
+    pad = receptive_field // 2
+    return torch.arange(-pad, pad + 1)
+
+
+def window_indices(
+    start: torch.Tensor, length: torch.Tensor, centre: torch.Tensor, offsets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global row indices ``(B, T)`` and clamped local frames ``(B, T)`` of windows.
+
+    ``start``, ``length``: ``(B,)`` row offset and length of each sample's sequence;
+    ``centre``: ``(B,)`` local centre frame; ``offsets``: ``(T,)``.
+    """
+    local = centre[:, None] + offsets[None, :]
+    local = torch.minimum(local.clamp_min(0), (length - 1)[:, None])
+    return start[:, None] + local, local
+
+
+def flip_pose(x: torch.Tensor, permutation: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Mirror poses ``(..., J, C)`` horizontally: negate x and swap left/right joints.
+
+    Works for normalised 2-D (centred screen coordinates) and camera-frame 3-D alike.
+    """
+    perm = torch.as_tensor(permutation, device=x.device, dtype=torch.long)
+    y = x.index_select(-2, perm).clone()
+    y[..., 0] = -y[..., 0]
+    return y
+
+
+def flip_where(x: torch.Tensor, mask: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
+    """Flip the samples of ``x (B, ..., J, C)`` where ``mask (B,)`` is True."""
+    if not bool(mask.any()):
+        return x
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    return torch.where(mask.view(shape), flip_pose(x, permutation), x)

@@ -1,0 +1,63 @@
+"""``liftpose-eval``: test a trained checkpoint and write ``metrics.json``.
+
+    liftpose-eval ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt
+    liftpose-eval ckpt_path=... +override.data.keypoints=gt     # same model, exact 2-D
+
+The checkpoint carries the resolved training config; the model, data and module are rebuilt
+from it, with ``override`` merged on top.
+"""
+
+from __future__ import annotations
+
+import time
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from liftpose.data.errors import DataError
+from liftpose.train import build, collect_metrics, output_dir, write_metrics
+from liftpose.utils.run import CONF_DIR, instantiate_group
+
+
+def run_eval(cfg: DictConfig) -> dict:
+    t0 = time.time()
+    ckpt_path = str(cfg.ckpt_path)
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise DataError(ckpt_path, "file", "checkpoint not found") from None
+    if "liftpose_config" not in ckpt:
+        raise DataError(ckpt_path, "liftpose_config", "not a liftpose checkpoint")
+    train_cfg = OmegaConf.create(ckpt["liftpose_config"])
+    merged = OmegaConf.merge(train_cfg, OmegaConf.create(
+        OmegaConf.to_container(cfg.override, resolve=True) or {}))
+    merged.trainer = cfg.trainer
+    merged.paths = cfg.paths
+    merged.seed = cfg.seed
+    if merged.get("seed") is not None:
+        L.seed_everything(int(merged.seed), workers=True)
+    datamodule, module = build(merged)
+    module.load_state_dict(ckpt["state_dict"])
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
+    trainer.test(module, datamodule=datamodule)
+    doc = {}
+    if trainer.is_global_zero:
+        out = output_dir(cfg)
+        doc = write_metrics(out / "metrics.json", merged, datamodule, module,
+                            collect_metrics(trainer, module), ckpt_path, time.time() - t0)
+        print(f"metrics written to {out / 'metrics.json'}")
+    return doc
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
+def main(cfg: DictConfig) -> None:
+    OmegaConf.set_struct(cfg, False)
+    run_eval(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Training losses for lifting, combined by weight from config.
+
+Every term takes prediction and target ``(B, T, J, 3)`` (``T = 1`` for centre-frame models) in
+metres and returns a 0-d tensor. ``CompositeLoss`` sums the enabled terms::
+
+    loss:
+      _target_: liftpose.losses.CompositeLoss
+      terms:
+        mpjpe: {weight: 1.0}
+        velocity: {weight: 2.0}
+        weighted_mpjpe: {weight: 0.0, joint_weights: [1, 1, 2.5, ...]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+
+def mpjpe_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean per-joint position error of ``(B, T, J, 3)`` tensors."""
+    return torch.linalg.vector_norm(pred - target, dim=-1).mean()
+
+
+def weighted_mpjpe_loss(
+    pred: torch.Tensor, target: torch.Tensor, joint_weights: Sequence[float]
+) -> torch.Tensor:
+    """MPJPE with a weight per joint: ``mean(w_j * ||pred - target||)`` over ``(B, T, J)``."""
+    w = torch.as_tensor(joint_weights, dtype=pred.dtype, device=pred.device)
+    if w.numel() != pred.shape[-2]:
+        raise ValueError(f"joint_weights has {w.numel()} entries for {pred.shape[-2]} joints")
+    return (torch.linalg.vector_norm(pred - target, dim=-1) * w).mean()
+
+
+def n_mpjpe_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MPJPE after the optimal per-pose scale of the prediction, ``(B, T, J, 3)``."""
+    num = (pred * target).sum(dim=(-1, -2), keepdim=True)
+    den = (pred * pred).sum(dim=(-1, -2), keepdim=True).clamp_min(1e-8)
+    return mpjpe_loss(num / den * pred, target)
+
+
+def velocity_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean error of first differences over frames (MPJVE) of ``(B, T, J, 3)``; 0 when T = 1."""
+    if pred.shape[1] < 2:
+        return pred.new_zeros(())
+    return mpjpe_loss(pred.diff(dim=1), target.diff(dim=1))
+
+
+def temporal_consistency_loss(
+    pred: torch.Tensor, target: torch.Tensor, joint_weights: Sequence[float] | None = None
+) -> torch.Tensor:
+    """Penalise frame-to-frame motion of the prediction ``(B, T, J, 3)``, joint-weighted.
+
+    ``mean_j(w_j * ||pred[t+1] - pred[t]||)``; 0 when T = 1. ``target`` is unused.
+    """
+    if pred.shape[1] < 2:
+        return pred.new_zeros(())
+    d = torch.linalg.vector_norm(pred.diff(dim=1), dim=-1)
+    if joint_weights is not None:
+        d = d * torch.as_tensor(joint_weights, dtype=pred.dtype, device=pred.device)
+    return d.mean()
+
+
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "mpjpe": mpjpe_loss,
+    "weighted_mpjpe": weighted_mpjpe_loss,
+    "n_mpjpe": n_mpjpe_loss,
+    "velocity": velocity_loss,
+    "temporal_consistency": temporal_consistency_loss,
+}
+
+
+class CompositeLoss(nn.Module):
+    """Weighted sum of named loss terms; a term with weight 0 is skipped.
+
+    Args:
+        terms: ``{name: {"weight": w, **kwargs}}`` with ``name`` in :data:`LOSSES`.
+    """
+
+    def __init__(self, terms: Mapping[str, Mapping]) -> None:
+        super().__init__()
+        self.terms: dict[str, tuple[float, dict]] = {}
+        for name, spec in terms.items():
+            if name not in LOSSES:
+                raise ValueError(f"unknown loss term {name!r}; known: {sorted(LOSSES)}")
+            spec = dict(spec or {})
+            weight = float(spec.pop("weight", 1.0))
+            self.terms[name] = (weight, spec)
+        if not any(w for w, _ in self.terms.values()):
+            raise ValueError("every loss term has weight 0")
+
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``pred``, ``target``: ``(B, T, J, 3)``. Returns the total and each weighted term."""
+        parts = {name: LOSSES[name](pred, target, **kw)
+                 for name, (w, kw) in self.terms.items() if w}
+        total = sum(self.terms[n][0] * v for n, v in parts.items())
+        return total, parts

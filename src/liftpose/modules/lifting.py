@@ -1,0 +1,161 @@
+"""The supervised lifting scheme: any lifter, a weighted list of losses, optimiser and schedule.
+
+The lifter maps 2-D windows ``(B, T, J, C_in)`` to 3-D ``(B, T_out, J, 3)`` where ``T_out`` is 1
+(centre frame) or ``T`` (the whole window). Evaluation zeroes the predicted root joint (poses
+are root-relative; the root is scored and contributes zero error) and, with ``test_flip``,
+averages the prediction with the un-mirrored prediction of the mirrored input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from liftpose.data.windows import flip_pose
+from liftpose.losses import CompositeLoss
+from liftpose.metrics import pose_metrics
+from liftpose.utils.report import format_results_table, split_results
+
+
+class LiftingModule(L.LightningModule):
+    """Supervised 2-D -> 3-D lifting.
+
+    Args:
+        model: the lifter (``nn.Module``), ``(B, T, J, C_in) -> (B, T_out, J, 3)``.
+        loss: a :class:`~liftpose.losses.CompositeLoss` (or mapping of its terms).
+        optimizer: partial constructor ``params -> Optimizer``.
+        scheduler: partial constructor ``optimizer -> LRScheduler`` or None.
+        scheduler_interval: ``epoch`` or ``step``.
+        test_flip: test-time flip averaging.
+        zero_root_eval: zero the root joint of predictions at evaluation.
+        flip_permutation: left/right joint permutation (defaults to the data layout's).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: CompositeLoss | dict,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "epoch",
+        test_flip: bool = True,
+        zero_root_eval: bool = True,
+        flip_permutation: list[int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model", "loss"], logger=False)
+        self.model = model
+        self.loss = loss if isinstance(loss, nn.Module) else CompositeLoss(**loss)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.register_buffer(
+            "flip_perm",
+            torch.as_tensor(flip_permutation if flip_permutation is not None else [], dtype=torch.long),
+            persistent=False,
+        )
+        self.val_metrics: nn.Module | None = None
+        self.test_metrics: nn.Module | None = None
+        self.test_results: dict[str, float] = {}
+        self.action_names: list[str] = []
+
+    # ------------------------------------------------------------------ set-up
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is not None:
+            self.action_names = list(dm.action_names)
+            if self.flip_perm.numel() == 0:
+                self.flip_perm = torch.as_tensor(dm.skeleton.flip_permutation)
+        if not self.action_names:
+            raise RuntimeError("LiftingModule needs a datamodule with action_names")
+        self.val_metrics = pose_metrics(self.action_names)
+        self.test_metrics = pose_metrics(self.action_names)
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, J, C_in) -> (B, T_out, J, 3)``."""
+        return self.model(x)
+
+    # ------------------------------------------------------------------ training
+    @staticmethod
+    def _match(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Centre frame of a sequence prediction when the target is one frame."""
+        if pred.shape[1] != target.shape[1] and target.shape[1] == 1:
+            return pred[:, pred.shape[1] // 2 :][:, :1]
+        return pred
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch["pose_2d"], batch["pose_3d"]
+        pred = self._match(self.model(x), y)
+        total, parts = self.loss(pred, y)
+        bs = x.shape[0]
+        self.log("train/loss", total, prog_bar=True, batch_size=bs)
+        for name, value in parts.items():
+            self.log(f"train/{name}", value, batch_size=bs)
+        return total
+
+    # ------------------------------------------------------------------ evaluation
+    def predict_eval(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluation prediction ``(B, T_out, J, 3)`` with optional flip averaging."""
+        pred = self.model(x)
+        if self.hparams.test_flip:
+            flipped = self.model(flip_pose(x, self.flip_perm))
+            pred = (pred + flip_pose(flipped, self.flip_perm)) / 2
+        if self.hparams.zero_root_eval:
+            pred = torch.cat([torch.zeros_like(pred[..., :1, :]), pred[..., 1:, :]], dim=-2)
+        return pred
+
+    def _eval_step(self, batch: dict[str, torch.Tensor], metrics: nn.Module) -> None:
+        x, y = batch["pose_2d"], batch["pose_3d"]
+        pred = self._match(self.predict_eval(x), y).float()
+        t = y.shape[1]
+        frames = batch["frames"] if t > 1 else batch["frame"][:, None]
+        metrics.update(
+            pred.reshape(-1, *pred.shape[2:]),
+            y.reshape(-1, *y.shape[2:]),
+            batch["action"].repeat_interleave(t),
+            batch["seq"].repeat_interleave(t),
+            frames.reshape(-1),
+        )
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        res = {k: v for k, v in self.val_metrics.compute().items() if "/action/" not in k}
+        self.val_metrics.reset()
+        self.log_dict({f"val/{k.replace('/avg', '')}": v for k, v in res.items()
+                       if k.endswith("/avg")}, prog_bar=True, sync_dist=False)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        res = {k: float(v) for k, v in self.test_metrics.compute().items()}
+        self.test_metrics.reset()
+        self.test_results = res
+        self.log_dict({f"test/{k.replace('/avg', '')}": v for k, v in res.items()},
+                      sync_dist=False)
+        if self.trainer.is_global_zero:
+            from rich.console import Console
+
+            Console().print(format_results_table(split_results(res), self.action_names))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the resolved run config in the checkpoint so that it can be rebuilt alone."""
+        checkpoint["liftpose_config"] = getattr(self, "run_config", None)
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> Any:
+        opt = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return opt
+        sched = self.scheduler_factory(optimizer=opt)
+        return {"optimizer": opt,
+                "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval}}

@@ -1,0 +1,37 @@
+"""Run bookkeeping: git commit, config resolution, instantiation of loggers and callbacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+CONF_DIR = Path(os.environ.get("LIFTPOSE_CONF_DIR", Path(__file__).resolve().parents[3] / "conf"))
+
+
+def git_commit() -> str | None:
+    """The current commit of the working tree (with ``-dirty``), or None outside git."""
+    try:
+        here = Path(__file__).resolve().parent
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def instantiate_group(cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every entry with a ``_target_`` of a config group (callbacks, loggers)."""
+    if not cfg:
+        return []
+    return [instantiate(v) for v in cfg.values() if isinstance(v, DictConfig) and "_target_" in v]
+
+
+def to_container(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore
