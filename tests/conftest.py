@@ -36,10 +36,13 @@ def synthetic_motion(frames: int, seed: int) -> np.ndarray:
     return pose.astype(np.float32)
 
 
-def synthetic_collection(subjects=("A", "B", "C"), actions=("Walk 1", "Walk 2", "Wave 1"),
-                         frames=90) -> dict:
-    return {s: {a: synthetic_motion(frames + 7 * i, seed=13 * si + i)
-                for i, a in enumerate(actions)} for si, s in enumerate(subjects)}
+def synthetic_collection(
+    subjects=("A", "B", "C"), actions=("Walk 1", "Walk 2", "Wave 1"), frames=90
+) -> dict:
+    return {
+        s: {a: synthetic_motion(frames + 7 * i, seed=13 * si + i) for i, a in enumerate(actions)}
+        for si, s in enumerate(subjects)
+    }
 
 
 @pytest.fixture(scope="session")

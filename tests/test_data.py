@@ -17,9 +17,17 @@ from .conftest import synthetic_collection
 
 
 def make_dm(root, **kw) -> LiftingDataModule:
-    args = dict(root=str(root), name="tiny", keypoints="gt", train_subjects=["A", "B"],
-                test_subjects=["C"], receptive_field=9, batch_size=8, test_batch_size=16,
-                cache_dir=str(root / "cache"))
+    args = dict(
+        root=str(root),
+        name="tiny",
+        keypoints="gt",
+        train_subjects=["A", "B"],
+        test_subjects=["C"],
+        receptive_field=9,
+        batch_size=8,
+        test_batch_size=16,
+        cache_dir=str(root / "cache"),
+    )
     args.update(kw)
     return LiftingDataModule(**args)
 
@@ -40,8 +48,7 @@ def test_window_gather_equals_padded_reference(t):
     starts = torch.tensor(np.concatenate([[0], np.cumsum(lens)[:-1]]))
     seq_id = torch.tensor([s for s, n in enumerate(lens) for _ in range(n)])
     centre = torch.tensor([i for n in lens for i in range(n)])
-    rows, _ = window_indices(starts[seq_id], torch.tensor(lens)[seq_id], centre,
-                             window_offsets(t))
+    rows, _ = window_indices(starts[seq_id], torch.tensor(lens)[seq_id], centre, window_offsets(t))
     got = data[rows].numpy()
     for b in range(len(centre)):
         np.testing.assert_array_equal(got[b], naive_window(seqs[seq_id[b]], int(centre[b]), t))
@@ -72,7 +79,9 @@ def test_capture_is_seeded_and_det_is_noisy():
     assert 1.0 < np.median(err) < 15.0  # a few pixels
     # every joint of every view lands inside the image
     for cam, view in zip(cams1["A"], p1["gt"]["A"]["Walk 1"]):
-        assert view.min() > 0 and (view[..., 0].max() < cam.res_w) and view[..., 1].max() < cam.res_h
+        assert (
+            view.min() > 0 and (view[..., 0].max() < cam.res_w) and view[..., 1].max() < cam.res_h
+        )
 
 
 def test_detector_noise_is_temporally_correlated_and_has_swaps():
@@ -82,13 +91,13 @@ def test_detector_noise_is_temporally_correlated_and_has_swaps():
     n = simulate_detector(gt, cfg, rng)[:, 0, 0]
     lag1 = np.corrcoef(n[:-1], n[1:])[0, 1]
     assert lag1 > 0.8
-    white = simulate_detector(gt, DetectorNoise(correlation_frames=0.0, outlier_rate=0.0,
-                                                swap_rate=0.0), rng)[:, 0, 0]
+    white = simulate_detector(
+        gt, DetectorNoise(correlation_frames=0.0, outlier_rate=0.0, swap_rate=0.0), rng
+    )[:, 0, 0]
     assert abs(np.corrcoef(white[:-1], white[1:])[0, 1]) < 0.1
     # swaps: with a distinct pose per joint, a swap shows as left/right exchanged
     base = np.tile(np.arange(17.0)[None, :, None] * 100, (4000, 1, 2))
-    sw = simulate_detector(base, DetectorNoise(sigma_px=0.0, outlier_rate=0.0, swap_rate=0.01),
-                           rng)
+    sw = simulate_detector(base, DetectorNoise(sigma_px=0.0, outlier_rate=0.0, swap_rate=0.01), rng)
     swapped = np.abs(sw[:, 4, 0] - 100.0) < 1e-6  # LHip holds RHip's value
     assert 0.01 < swapped.mean() < 0.2
 
@@ -104,8 +113,9 @@ def test_loader_camera_space_root_relative(tiny_root):
     # bone lengths are preserved by the rigid world->camera transform
     coll = synthetic_collection()
     world = coll["A"][s.action]
-    np.testing.assert_allclose(H36M17.bone_lengths(s.pose_3d), H36M17.bone_lengths(world),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        H36M17.bone_lengths(s.pose_3d), H36M17.bone_lengths(world), atol=1e-5
+    )
 
 
 def _rewrite(root, name, mutate_3d=None, mutate_2d=None, drop_camera=False):
@@ -207,8 +217,13 @@ def test_dataset_sequence_targets_and_flip(tiny_root):
     b = ds.__getitems__([0, 5, 50])
     assert b["pose_3d"].shape == (3, 9, 17, 3) and b["frames"].shape == (3, 9)
     torch.manual_seed(0)
-    aug = WindowDataset(dm.splits["train"], 9, "sequence", flip_augment=True,
-                        flip_permutation=H36M17.flip_permutation)
+    aug = WindowDataset(
+        dm.splits["train"],
+        9,
+        "sequence",
+        flip_augment=True,
+        flip_permutation=H36M17.flip_permutation,
+    )
     f = aug.__getitems__(list(range(64)))
     plain = ds.__getitems__(list(range(64)))
     same = (f["pose_2d"] == plain["pose_2d"]).flatten(1).all(1)

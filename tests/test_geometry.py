@@ -38,8 +38,9 @@ def test_h36m_calibration_values():
     assert (c.res_w, c.res_h) == (1000, 1002)
     np.testing.assert_allclose(c.focal_length, [1145.0494384765625, 1143.7811279296875])
     np.testing.assert_allclose(c.center, [512.54150390625, 515.4514770507812])
-    np.testing.assert_allclose(c.translation, [1.8411070556640625, 4.95528466796875,
-                                               1.5634454345703125])
+    np.testing.assert_allclose(
+        c.translation, [1.8411070556640625, 4.95528466796875, 1.5634454345703125]
+    )
     assert list(cams["S9"]) == list(H36M_CAMERA_IDS)
     # the camera looks at the capture volume: the origin is in front of it and inside the image
     x = c.world_to_camera(np.array([[0.0, 0.0, 1.0]]))
@@ -70,15 +71,19 @@ def test_quaternion_matrix_consistency(seed):
     np.testing.assert_allclose(qrot(qmul(q, r), v), qrot(q, qrot(r, v)), atol=1e-12)
 
 
-@given(arrays(np.float64, (5, 2), elements=st.floats(0, 1000)), st.sampled_from([1000, 1920]),
-       st.sampled_from([1000, 1002, 1080]))
+@given(
+    arrays(np.float64, (5, 2), elements=st.floats(0, 1000)),
+    st.sampled_from([1000, 1920]),
+    st.sampled_from([1000, 1002, 1080]),
+)
 @settings(max_examples=50, deadline=None)
 def test_screen_normalisation_round_trip(px, w, h):
     n = normalize_screen_coordinates(px, w, h)
     np.testing.assert_allclose(image_coordinates(n, w, h), px, atol=1e-9)
     # [0, w] maps to [-1, 1]
-    np.testing.assert_allclose(normalize_screen_coordinates(np.array([[0.0, 0], [w, 0]]), w, h)[:, 0],
-                               [-1, 1])
+    np.testing.assert_allclose(
+        normalize_screen_coordinates(np.array([[0.0, 0], [w, 0]]), w, h)[:, 0], [-1, 1]
+    )
 
 
 def test_projection_centre_and_distortion():
@@ -88,8 +93,9 @@ def test_projection_centre_and_distortion():
     off = np.array([0.8, 0.5, 3.0])
     assert not np.allclose(c.project(off), c.project(off, distort=False))
     # undistorted projection is the pinhole model
-    np.testing.assert_allclose(c.project(off, distort=False), c.focal_length * off[:2] / 3.0
-                               + c.center)
+    np.testing.assert_allclose(
+        c.project(off, distort=False), c.focal_length * off[:2] / 3.0 + c.center
+    )
 
 
 def test_look_at_points_camera_at_target():

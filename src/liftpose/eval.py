@@ -12,13 +12,13 @@ from __future__ import annotations
 import time
 
 import hydra
-import lightning as L
+import lightning as L  # noqa: F401
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from liftpose.data.errors import DataError
-from liftpose.train import build, collect_metrics, output_dir, write_metrics
+from liftpose.train import build, collect_metrics, output_dir, seed_run, write_metrics
 from liftpose.utils.run import CONF_DIR, instantiate_group
 
 
@@ -32,23 +32,30 @@ def run_eval(cfg: DictConfig) -> dict:
     if "liftpose_config" not in ckpt:
         raise DataError(ckpt_path, "liftpose_config", "not a liftpose checkpoint")
     train_cfg = OmegaConf.create(ckpt["liftpose_config"])
-    merged = OmegaConf.merge(train_cfg, OmegaConf.create(
-        OmegaConf.to_container(cfg.override, resolve=True) or {}))
+    merged = OmegaConf.merge(
+        train_cfg, OmegaConf.create(OmegaConf.to_container(cfg.override, resolve=True) or {})
+    )
     merged.trainer = cfg.trainer
     merged.paths = cfg.paths
     merged.seed = cfg.seed
-    if merged.get("seed") is not None:
-        L.seed_everything(int(merged.seed), workers=True)
+    seed_run(merged)
     datamodule, module = build(merged)
     module.load_state_dict(ckpt["state_dict"])
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
-    trainer.test(module, datamodule=datamodule)
+    trainer.test(module, datamodule=datamodule, verbose=False)
     doc = {}
     if trainer.is_global_zero:
         out = output_dir(cfg)
-        doc = write_metrics(out / "metrics.json", merged, datamodule, module,
-                            collect_metrics(trainer, module), ckpt_path, time.time() - t0)
+        doc = write_metrics(
+            out / "metrics.json",
+            merged,
+            datamodule,
+            module,
+            collect_metrics(trainer, module),
+            ckpt_path,
+            time.time() - t0,
+        )
         print(f"metrics written to {out / 'metrics.json'}")
     return doc
 

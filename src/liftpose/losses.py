@@ -95,7 +95,8 @@ class CompositeLoss(nn.Module):
         self, pred: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``pred``, ``target``: ``(B, T, J, 3)``. Returns the total and each weighted term."""
-        parts = {name: LOSSES[name](pred, target, **kw)
-                 for name, (w, kw) in self.terms.items() if w}
+        parts = {
+            name: LOSSES[name](pred, target, **kw) for name, (w, kw) in self.terms.items() if w
+        }
         total = sum(self.terms[n][0] * v for n, v in parts.items())
         return total, parts

@@ -1,8 +1,8 @@
 """``liftpose-train``: train a lifter, test it, and write ``metrics.json`` into the run folder.
 
-    liftpose-train                                  # the main job on the embedded data
-    liftpose-train experiment=poseformer_h36m data.root=/data/h36m trainer=gpu
-    liftpose-train ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt   # resume
+liftpose-train                                  # the main job on the embedded data
+liftpose-train experiment=poseformer_h36m data.root=/data/h36m trainer=gpu
+liftpose-train ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt   # resume
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     """Instantiate the datamodule and the LightningModule (with its lifter) from ``cfg``."""
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    module = instantiate(cfg.module, model=model,
-                         flip_permutation=datamodule.skeleton.flip_permutation.tolist())
+    module = instantiate(
+        cfg.module, model=model, flip_permutation=datamodule.skeleton.flip_permutation.tolist()
+    )
     module.run_config = to_container(cfg)
     return datamodule, module
 
@@ -43,8 +44,15 @@ def collect_metrics(trainer: L.Trainer, module: L.LightningModule) -> dict[str, 
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
 
 
-def write_metrics(path: Path, cfg: DictConfig, datamodule: Any, module: L.LightningModule,
-                  metrics: dict[str, float], ckpt: str | None, seconds: float) -> dict:
+def write_metrics(
+    path: Path,
+    cfg: DictConfig,
+    datamodule: Any,
+    module: L.LightningModule,
+    metrics: dict[str, float],
+    ckpt: str | None,
+    seconds: float,
+) -> dict:
     n = sum(p.numel() for p in module.model.parameters())
     doc = {
         "metrics": dict(sorted(metrics.items())),
@@ -61,11 +69,18 @@ def write_metrics(path: Path, cfg: DictConfig, datamodule: Any, module: L.Lightn
     return doc
 
 
+def seed_run(cfg: DictConfig) -> int | None:
+    """Seed python, numpy and torch (and loader workers) when ``cfg.seed`` is set, 0 included."""
+    seed = cfg.get("seed")
+    if seed is None:
+        return None
+    return L.seed_everything(int(seed), workers=True)
+
+
 def run_train(cfg: DictConfig) -> dict:
     """Fit and test according to ``cfg``; returns the ``metrics.json`` document (or {})."""
     t0 = time.time()
-    if cfg.get("seed") is not None:
-        L.seed_everything(int(cfg.seed), workers=True)
+    seed_run(cfg)
     torch.set_float32_matmul_precision("high")
     out = output_dir(cfg)
     datamodule, module = build(cfg)
@@ -73,7 +88,9 @@ def run_train(cfg: DictConfig) -> dict:
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if cfg.get("train", True):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(
+            module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False
+        )
     doc: dict = {}
     if cfg.get("test", True):
         ckpt = None
@@ -83,10 +100,19 @@ def run_train(cfg: DictConfig) -> dict:
             ckpt = (cb.best_model_path if which == "best" else cb.last_model_path) or None
         elif not cfg.get("train", True):
             ckpt = cfg.get("ckpt_path")
-        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+        trainer.test(
+            module, datamodule=datamodule, ckpt_path=ckpt, weights_only=False, verbose=False
+        )
         if trainer.is_global_zero:
-            doc = write_metrics(out / "metrics.json", cfg, datamodule, module,
-                                collect_metrics(trainer, module), ckpt, time.time() - t0)
+            doc = write_metrics(
+                out / "metrics.json",
+                cfg,
+                datamodule,
+                module,
+                collect_metrics(trainer, module),
+                ckpt,
+                time.time() - t0,
+            )
             print(f"metrics written to {out / 'metrics.json'}")
     for lg in loggers:
         if hasattr(lg, "experiment") and type(lg).__name__ == "WandbLogger":

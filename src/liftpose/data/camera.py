@@ -146,8 +146,9 @@ class Camera:
     def intrinsics_vector(self) -> np.ndarray:
         """``(9,)`` normalised intrinsics ``[f(2), c(2), k(3), p(2)]`` as used by lifting models."""
         f = self.focal_length / self.res_w * 2.0
-        c = normalize_screen_coordinates(np.asarray(self.center, dtype=np.float64), self.res_w,
-                                         self.res_h)
+        c = normalize_screen_coordinates(
+            np.asarray(self.center, dtype=np.float64), self.res_w, self.res_h
+        )
         return np.concatenate([f, c, self.radial_distortion, self.tangential_distortion])
 
 
@@ -207,8 +208,9 @@ def load_cameras(path: str | Path | None = None) -> dict[str, dict[str, Camera]]
         out[subject] = {}
         for cam_id, ext in cams.items():
             if cam_id not in intr:
-                raise DataError(p, f"intrinsics.{cam_id}", f"camera of subject {subject} has no "
-                                "intrinsics")
+                raise DataError(
+                    p, f"intrinsics.{cam_id}", f"camera of subject {subject} has no intrinsics"
+                )
             i = intr[cam_id]
             where = f"intrinsics.{cam_id}"
             cam = Camera(
@@ -218,12 +220,15 @@ def load_cameras(path: str | Path | None = None) -> dict[str, dict[str, Camera]]
                 center=np.asarray(_field(i, "center", p, where), dtype=np.float64),
                 focal_length=np.asarray(_field(i, "focal_length", p, where), dtype=np.float64),
                 radial_distortion=np.asarray(i.get("radial_distortion", [0, 0, 0]), np.float64),
-                tangential_distortion=np.asarray(i.get("tangential_distortion", [0, 0]),
-                                                 np.float64),
+                tangential_distortion=np.asarray(
+                    i.get("tangential_distortion", [0, 0]), np.float64
+                ),
                 orientation=np.asarray(
-                    _field(ext, "orientation", p, f"extrinsics.{subject}.{cam_id}"), np.float64),
+                    _field(ext, "orientation", p, f"extrinsics.{subject}.{cam_id}"), np.float64
+                ),
                 translation=np.asarray(
-                    _field(ext, "translation", p, f"extrinsics.{subject}.{cam_id}"), np.float64)
+                    _field(ext, "translation", p, f"extrinsics.{subject}.{cam_id}"), np.float64
+                )
                 * scale,
             )
             out[subject][cam_id] = cam
@@ -249,8 +254,12 @@ def save_cameras(cameras: dict[str, dict[str, Camera]], path: str | Path) -> Non
                 "orientation": list(map(float, c.orientation)),
                 "translation": list(map(float, np.asarray(c.translation) * 1000.0)),
             }
-    doc = {"format": CAMERAS_FORMAT, "units": {"translation": "mm"}, "intrinsics": intr,
-           "extrinsics": extr}
+    doc = {
+        "format": CAMERAS_FORMAT,
+        "units": {"translation": "mm"},
+        "intrinsics": intr,
+        "extrinsics": extr,
+    }
     from liftpose.utils.io import atomic_write_text
 
     atomic_write_text(path, json.dumps(doc, indent=1))

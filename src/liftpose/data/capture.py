@@ -91,10 +91,15 @@ def place_cameras(
         pos[2] = rig.height + rng.normal(0, rig.jitter_height)
         cams.append(
             Camera(
-                id=intr.id, res_w=intr.res_w, res_h=intr.res_h, center=intr.center,
-                focal_length=intr.focal_length, radial_distortion=intr.radial_distortion,
+                id=intr.id,
+                res_w=intr.res_w,
+                res_h=intr.res_h,
+                center=intr.center,
+                focal_length=intr.focal_length,
+                radial_distortion=intr.radial_distortion,
                 tangential_distortion=intr.tangential_distortion,
-                orientation=look_at(pos, target), translation=pos,
+                orientation=look_at(pos, target),
+                translation=pos,
             )
         )
     return cams

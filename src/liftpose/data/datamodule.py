@@ -66,8 +66,10 @@ class SplitArrays:
     @classmethod
     def load(cls, group: h5py.Group) -> SplitArrays:
         return cls(
-            **{k: group[k][()] for k in ("pose_2d", "pose_3d", "seq_start", "seq_len",
-                                         "seq_action")},
+            **{
+                k: group[k][()]
+                for k in ("pose_2d", "pose_3d", "seq_start", "seq_len", "seq_action")
+            },
             action_names=json.loads(group.attrs["action_names"]),
             seq_names=json.loads(group.attrs["seq_names"]),
         )
@@ -108,8 +110,9 @@ class WindowDataset(Dataset):
         self.offsets = window_offsets(receptive_field)
         self.target = target
         self.flip_augment = flip_augment
-        self.perm = torch.as_tensor(flip_permutation if flip_permutation is not None
-                                    else np.arange(arrays.pose_2d.shape[1]))
+        self.perm = torch.as_tensor(
+            flip_permutation if flip_permutation is not None else np.arange(arrays.pose_2d.shape[1])
+        )
         seq_ids, centres = [], []
         for s, n in enumerate(arrays.seq_len):
             c = np.arange(0, n, stride, dtype=np.int64)
@@ -140,8 +143,14 @@ class WindowDataset(Dataset):
             mask = torch.rand(len(idx)) < 0.5
             x = flip_where(x, mask, self.perm)
             y = flip_where(y, mask, self.perm)
-        return {"pose_2d": x, "pose_3d": y, "action": self.seq_action[seq], "seq": seq,
-                "frame": centre, "frames": frames}
+        return {
+            "pose_2d": x,
+            "pose_3d": y,
+            "action": self.seq_action[seq],
+            "seq": seq,
+            "frame": centre,
+            "frames": frames,
+        }
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {k: v[0] for k, v in self.__getitems__([index]).items()}
@@ -211,10 +220,17 @@ class LiftingDataModule(L.LightningDataModule):
         """Hash of every setting that changes the prepared arrays, and of the input files."""
         hp = self.hparams
         spec = {
-            "v": CACHE_VERSION, "root": str(self.root.resolve()), "name": hp.name,
-            "keypoints": hp.keypoints, "train": self.train_subjects, "test": self.test_subjects,
-            "actions": hp.actions, "cameras": hp.cameras, "layout": hp.layout,
-            "downsample": hp.downsample, "files": file_fingerprint(self._input_files()),
+            "v": CACHE_VERSION,
+            "root": str(self.root.resolve()),
+            "name": hp.name,
+            "keypoints": hp.keypoints,
+            "train": self.train_subjects,
+            "test": self.test_subjects,
+            "actions": hp.actions,
+            "cameras": hp.cameras,
+            "layout": hp.layout,
+            "downsample": hp.downsample,
+            "files": file_fingerprint(self._input_files()),
         }
         return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -235,8 +251,10 @@ class LiftingDataModule(L.LightningDataModule):
         hp = self.hparams
         splits = {
             split: SplitArrays.from_sequences(
-                load_sequences(self.root, hp.name, hp.keypoints, subjects, hp.actions,
-                               hp.cameras), hp.layout, hp.downsample)
+                load_sequences(self.root, hp.name, hp.keypoints, subjects, hp.actions, hp.cameras),
+                hp.layout,
+                hp.downsample,
+            )
             for split, subjects in (("train", self.train_subjects), ("test", self.test_subjects))
         }
         with atomic_path(path, suffix=".tmp.h5") as tmp:
@@ -271,15 +289,25 @@ class LiftingDataModule(L.LightningDataModule):
     def dataset(self, split: str, train: bool = False, stride: int = 1) -> WindowDataset:
         self.setup()
         return WindowDataset(
-            self.splits[split], self.hparams.receptive_field, self.hparams.target, stride,
+            self.splits[split],
+            self.hparams.receptive_field,
+            self.hparams.target,
+            stride,
             flip_augment=train and self.hparams.flip_augment,
             flip_permutation=self.skeleton.flip_permutation,
         )
 
     def _loader(self, ds: WindowDataset, batch_size: int, shuffle: bool) -> DataLoader:
         nw = self.hparams.num_workers
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_batch,
-                          num_workers=nw, persistent_workers=nw > 0, drop_last=False)
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            collate_fn=collate_batch,
+            num_workers=nw,
+            persistent_workers=nw > 0,
+            drop_last=False,
+        )
 
     def train_dataloader(self) -> DataLoader:
         ds = self.dataset("train", train=True, stride=self.hparams.train_stride)

@@ -51,10 +51,11 @@ def load_sample(path: str | Path | None = None) -> dict[str, dict[str, np.ndarra
 
 
 def capture_config(cfg: dict | None) -> CaptureConfig:
-    """A :class:`CaptureConfig` from a plain (Hydra) mapping with optional ``rig``/``det``/``seed``."""
+    """A :class:`CaptureConfig` from a plain mapping with optional ``rig``, ``det``, ``seed``."""
     cfg = dict(cfg or {})
-    rig = RigConfig(**{k: tuple(v) if isinstance(v, list) else v
-                       for k, v in dict(cfg.get("rig") or {}).items()})
+    rig = RigConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in dict(cfg.get("rig") or {}).items()}
+    )
     det = DetectorNoise(**dict(cfg.get("det") or {}))
     return CaptureConfig(rig=rig, det=det, seed=int(cfg.get("seed", 0)))
 
@@ -63,8 +64,9 @@ def ensure_embedded(root: str | Path, name: str = "hdm05", cfg: dict | None = No
     """Build the virtual-capture dataset under ``root`` unless an identical build is there."""
     root = Path(root)
     cc = capture_config(cfg)
-    spec = json.dumps({"sample": sample_path().stat().st_size, "capture": dataclasses.asdict(cc)},
-                      sort_keys=True)
+    spec = json.dumps(
+        {"sample": sample_path().stat().st_size, "capture": dataclasses.asdict(cc)}, sort_keys=True
+    )
     digest = hashlib.sha1(spec.encode()).hexdigest()[:16]
     stamp = root / f".{name}.build"
     files = [*dataset_files(root, name, "gt").values(), dataset_files(root, name, "det")["2d"]]

@@ -76,8 +76,9 @@ def _check_finite(arr: np.ndarray, path: Path, field: str) -> None:
     bad = ~np.isfinite(arr)
     if bad.any():
         frames = np.unique(np.nonzero(bad)[0])
-        raise DataError(path, field, f"{bad.sum()} NaN/inf values, first frames "
-                                     f"{frames[:5].tolist()}")
+        raise DataError(
+            path, field, f"{bad.sum()} NaN/inf values, first frames {frames[:5].tolist()}"
+        )
 
 
 def file_fingerprint(paths: list[Path]) -> str:
@@ -122,11 +123,13 @@ def load_sequences(
     out: list[Sequence] = []
     for subject in subjects:
         if subject not in pos3d:
-            raise DataError(p3, f"positions_3d[{subject}]",
-                            f"unknown subject; the file has {sorted(pos3d)}")
+            raise DataError(
+                p3, f"positions_3d[{subject}]", f"unknown subject; the file has {sorted(pos3d)}"
+            )
         if subject not in pos2d:
-            raise DataError(p2, f"positions_2d[{subject}]",
-                            f"unknown subject; the file has {sorted(pos2d)}")
+            raise DataError(
+                p2, f"positions_2d[{subject}]", f"unknown subject; the file has {sorted(pos2d)}"
+            )
         if subject not in cams:
             raise DataError(pc, f"extrinsics.{subject}", "no cameras for this subject")
         cam_list = list(cams[subject].values())
@@ -143,13 +146,19 @@ def load_sequences(
                 world = reduce_32_to_17(world)
             _check_finite(world, p3, field3)
             if action not in pos2d[subject]:
-                raise DataError(p2, f"positions_2d[{subject}][{action}]",
-                                "missing action (present in the 3-D file)")
+                raise DataError(
+                    p2,
+                    f"positions_2d[{subject}][{action}]",
+                    "missing action (present in the 3-D file)",
+                )
             views = pos2d[subject][action]
             if len(views) != len(cam_list):
-                raise DataError(p2, f"positions_2d[{subject}][{action}]",
-                                f"{len(views)} camera views, but the cameras file has "
-                                f"{len(cam_list)} cameras for {subject}")
+                raise DataError(
+                    p2,
+                    f"positions_2d[{subject}][{action}]",
+                    f"{len(views)} camera views, but the cameras file has "
+                    f"{len(cam_list)} cameras for {subject}",
+                )
             for ci, (cam, kp) in enumerate(zip(cam_list, views)):
                 if cameras is not None and cam.id not in cameras and str(ci) not in cameras:
                     continue
@@ -158,21 +167,35 @@ def load_sequences(
                 if kp.ndim != 3 or kp.shape[1:] != (17, 2):
                     raise DataError(p2, field2, f"expected shape (T, 17, 2), got {kp.shape}")
                 if kp.shape[0] < world.shape[0]:
-                    raise DataError(p2, field2, f"{kp.shape[0]} 2-D frames but {world.shape[0]} "
-                                                f"3-D frames in {p3.name}")
+                    raise DataError(
+                        p2,
+                        field2,
+                        f"{kp.shape[0]} 2-D frames but {world.shape[0]} 3-D frames in {p3.name}",
+                    )
                 kp = kp[: world.shape[0]]
                 _check_finite(kp, p2, field2)
-                out.append(Sequence(subject, action, cam.id,
-                                    _normalise_2d(kp, cam), _to_camera_root_relative(world, cam)))
+                out.append(
+                    Sequence(
+                        subject,
+                        action,
+                        cam.id,
+                        _normalise_2d(kp, cam),
+                        _to_camera_root_relative(world, cam),
+                    )
+                )
     if not out:
-        raise DataError(p3, "positions_3d", f"no sequences selected for subjects {subjects}, "
-                                            f"actions {actions}, cameras {cameras}")
+        raise DataError(
+            p3,
+            "positions_3d",
+            f"no sequences selected for subjects {subjects}, actions {actions}, cameras {cameras}",
+        )
     return out
 
 
 def _normalise_2d(kp: np.ndarray, cam: Camera) -> np.ndarray:
     return normalize_screen_coordinates(kp.astype(np.float64), cam.res_w, cam.res_h).astype(
-        np.float32)
+        np.float32
+    )
 
 
 def _to_camera_root_relative(world: np.ndarray, cam: Camera) -> np.ndarray:
@@ -204,8 +227,11 @@ def write_dataset(
     for source, data in positions_2d.items():
         p2 = root / f"data_2d_{name}_{source}.npz"
         with atomic_path(p2, suffix=".tmp.npz") as tmp:
-            np.savez_compressed(tmp, positions_2d=np.array(data, dtype=object),
-                                metadata=np.array(meta, dtype=object))
+            np.savez_compressed(
+                tmp,
+                positions_2d=np.array(data, dtype=object),
+                metadata=np.array(meta, dtype=object),
+            )
         written[source] = p2
     pc = root / f"cameras_{name}.json"
     save_cameras({s: {c.id: c for c in cams} for s, cams in cameras.items()}, pc)

@@ -40,7 +40,7 @@ class Skeleton:
 
     @property
     def flip_permutation(self) -> np.ndarray:
-        """Index array ``p`` such that ``x[..., p, :]`` swaps every left joint with its right twin."""
+        """Index array ``p``: ``x[..., p, :]`` swaps every left joint with its right twin."""
         return np.asarray(self._flip, dtype=np.int64)
 
     def edges(self) -> list[tuple[int, int]]:
@@ -54,7 +54,7 @@ class Skeleton:
         return np.linalg.norm(pos[..., child, :] - pos[..., parent, :], axis=-1)
 
     def subset(self, keep: list[int]) -> Skeleton:
-        """The skeleton restricted to joints ``keep``; a removed parent is bridged to its own parent."""
+        """The skeleton restricted to ``keep``; a removed parent is bridged to its own parent."""
         index = {old: new for new, old in enumerate(keep)}
         parents = []
         for old in keep:
@@ -82,7 +82,7 @@ H36M17 = Skeleton(
 #: Indices of the 17 kept joints among the 32 joints of the original Human3.6M mocap files.
 H36M32_TO_17: tuple[int, ...] = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
 
-#: The 16-joint variant (no Neck/Nose): joint 9 of the 17-joint layout removed, Head hangs on Thorax.
+#: The 16-joint variant: joint 9 (Neck/Nose) of the 17-joint layout removed, Head on Thorax.
 H36M16_KEEP: tuple[int, ...] = tuple(j for j in range(17) if j != 9)
 H36M16 = H36M17.subset(list(H36M16_KEEP))
 

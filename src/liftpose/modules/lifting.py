@@ -8,6 +8,7 @@ averages the prediction with the un-mirrored prediction of the mirrored input.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -54,7 +55,9 @@ class LiftingModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.register_buffer(
             "flip_perm",
-            torch.as_tensor(flip_permutation if flip_permutation is not None else [], dtype=torch.long),
+            torch.as_tensor(
+                flip_permutation if flip_permutation is not None else [], dtype=torch.long
+            ),
             persistent=False,
         )
         self.val_metrics: nn.Module | None = None
@@ -128,10 +131,19 @@ class LiftingModule(L.LightningModule):
         self._eval_step(batch, self.val_metrics)
 
     def on_validation_epoch_end(self) -> None:
-        res = {k: v for k, v in self.val_metrics.compute().items() if "/action/" not in k}
+        with warnings.catch_warnings():  # MPJVE is undefined when val windows are strided
+            warnings.simplefilter("ignore", UserWarning)
+            res = {
+                k: v
+                for k, v in self.val_metrics.compute().items()
+                if "/action/" not in k and torch.isfinite(v)
+            }
         self.val_metrics.reset()
-        self.log_dict({f"val/{k.replace('/avg', '')}": v for k, v in res.items()
-                       if k.endswith("/avg")}, prog_bar=True, sync_dist=False)
+        self.log_dict(
+            {f"val/{k.replace('/avg', '')}": v for k, v in res.items() if k.endswith("/avg")},
+            prog_bar=True,
+            sync_dist=False,
+        )
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, self.test_metrics)
@@ -140,8 +152,7 @@ class LiftingModule(L.LightningModule):
         res = {k: float(v) for k, v in self.test_metrics.compute().items()}
         self.test_metrics.reset()
         self.test_results = res
-        self.log_dict({f"test/{k.replace('/avg', '')}": v for k, v in res.items()},
-                      sync_dist=False)
+        self.log_dict({f"test/{k.replace('/avg', '')}": v for k, v in res.items()}, sync_dist=False)
         if self.trainer.is_global_zero:
             from rich.console import Console
 
@@ -157,5 +168,7 @@ class LiftingModule(L.LightningModule):
         if self.scheduler_factory is None:
             return opt
         sched = self.scheduler_factory(optimizer=opt)
-        return {"optimizer": opt,
-                "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval}}
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval},
+        }

@@ -22,6 +22,8 @@ def make_wandb_logger(**kwargs: Any):
     kwargs.setdefault("offline", mode == "offline")
     logger = WandbLogger(mode=mode if mode != "offline" else None, **kwargs)
     if kwargs["offline"]:
-        print("wandb: offline run; upload later with `wandb sync "
-              f"{kwargs.get('save_dir', '.')}/wandb/offline-run-*`")
+        print(
+            "wandb: offline run; upload later with `wandb sync "
+            f"{kwargs.get('save_dir', '.')}/wandb/offline-run-*`"
+        )
     return logger

@@ -5,8 +5,14 @@ from __future__ import annotations
 from rich.table import Table
 
 METRIC_ORDER = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve", "pck", "auc")
-METRIC_TITLES = {"mpjpe": "MPJPE", "p_mpjpe": "P-MPJPE", "n_mpjpe": "N-MPJPE", "mpjve": "MPJVE",
-                 "pck": "PCK", "auc": "AUC"}
+METRIC_TITLES = {
+    "mpjpe": "MPJPE",
+    "p_mpjpe": "P-MPJPE",
+    "n_mpjpe": "N-MPJPE",
+    "mpjve": "MPJVE",
+    "pck": "PCK",
+    "auc": "AUC",
+}
 
 
 def split_results(res: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -14,15 +20,20 @@ def split_results(res: dict[str, float]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for key, value in res.items():
         metric, _, rest = key.partition("/")
-        col = rest.split("/", 1)[1] if rest.startswith("action/") else {"avg": "Avg",
-                                                                         "frames": "Frames"}[rest]
+        col = (
+            rest.split("/", 1)[1]
+            if rest.startswith("action/")
+            else {"avg": "Avg", "frames": "Frames"}[rest]
+        )
         out.setdefault(metric, {})[col] = float(value)
     return out
 
 
 def format_results_table(by_metric: dict[str, dict[str, float]], actions: list[str]) -> Table:
-    """One row per action, then the mean over actions (Avg) and over frames; one column per metric."""
-    metrics = [m for m in METRIC_ORDER if m in by_metric] + sorted(set(by_metric) - set(METRIC_ORDER))
+    """Rows: actions, then the mean over actions (Avg) and over frames; columns: metrics."""
+    metrics = [m for m in METRIC_ORDER if m in by_metric] + sorted(
+        set(by_metric) - set(METRIC_ORDER)
+    )
     table = Table(title="Test results (MPJPE-type in mm, PCK/AUC in %)")
     table.add_column("action", style="bold")
     for m in metrics:

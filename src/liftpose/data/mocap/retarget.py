@@ -1,0 +1,256 @@
+"""Retargeting of mocap skeletons to the Human3.6M 17-joint layout, and temporal resampling.
+
+Output convention (all sources): metres, a Human3.6M-like world frame with Z up and X/Y the ground
+plane; both sources used here (HDM05, Bandai-Namco) already have their floor at height 0 in the
+source Y-up frame, so the floor stays at z = 0. The Y-up -> Z-up change is the proper rotation
+``(x, y, z) -> (x, -z, y)`` (+90 degrees about X), so handedness and left/right are kept.
+
+Joint sources (no bone-length normalisation: each actor keeps its own proportions)::
+
+    H36M joint      Vicon ASF (HDM05, CMU)             Bandai-Namco BVH
+    --------------  ---------------------------------  ------------------------------------
+    0  Hip          midpoint of RHip and LHip          midpoint of RHip and LHip
+    1  RHip         rhipjoint end (femoral head)       UpperLeg_R
+    2  RKnee        rfemur end                         LowerLeg_R
+    3  RFoot        rtibia end (ankle)                 Foot_R (ankle)
+    4-6 LHip/LKnee/LFoot   lhipjoint/lfemur/ltibia ends   UpperLeg_L/LowerLeg_L/Foot_L
+    7  Spine        point at 50 % arc length of the spine polyline Hip -> ... -> Thorax
+                    (ASF: Hip, root, lowerback, upperback, thorax ends;
+                     Bandai: Hip, Hips, Spine, Chest, Neck)
+    8  Thorax       thorax end (base of neck)          Neck (base of neck)
+    9  Neck/Nose    point at 50 % arc length of the polyline Thorax -> ... -> Head
+                    (ASF: thorax, lowerneck, upperneck, head ends; Bandai: Neck, Head, head top);
+                    it lies on the neck/head axis (no nose offset: the sources have no face)
+    10 Head         head end (top of the head)         extrapolated head top (see below)
+    11 LShoulder    lclavicle end (= humerus start)    UpperArm_L
+    12 LElbow       lhumerus end                       LowerArm_L
+    13 LWrist       lwrist end (lradius + lwrist form  Hand_L
+                    the forearm; lwrist's only DOF is
+                    the twist ry about its axis)
+    14-16 RShoulder/RElbow/RWrist   the right-hand twins
+
+Bandai head top: the file's ``Head`` end site has a zero offset, so the head top is extrapolated
+along the head's own axis (the direction of the Neck->Head offset, expressed in the Head joint's
+frame) at a distance chosen so that the Thorax->head-top arc length is ``HEAD_TO_TRUNK`` (0.54)
+times the Hip->Thorax arc length. 0.54 is the mean of that ratio over the three HDM05 skeletons
+(bd 0.62, bk 0.52, dg 0.47), which were fitted to real actors; for the Bandai rig
+it puts the head top 17 cm beyond the Head joint, about 1.58 m above the floor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from liftpose.data.errors import DataError
+from liftpose.data.mocap.bvh import BvhMotion, bvh_forward_kinematics, read_bvh
+
+__all__ = [
+    "BANDAI_MAP",
+    "HDM05_MAP",
+    "HEAD_TO_TRUNK",
+    "SOURCE_MAPS",
+    "SourceMap",
+    "bandai_head_top_offset",
+    "load_bandai_clip",
+    "point_on_chain",
+    "resample",
+    "retarget_to_h36m17",
+    "y_up_to_z_up",
+]
+
+#: (Thorax -> head top) / (Hip -> Thorax) arc-length ratio used to extrapolate a missing head top.
+HEAD_TO_TRUNK = 0.54
+
+
+@dataclass(frozen=True)
+class SourceMap:
+    """Names of the source joints feeding each Human3.6M joint (see the module table).
+
+    ``spine`` runs from the first joint above the hips to the Thorax joint (its last entry);
+    ``head`` runs from the first joint above the Thorax to the head top (its last entry).
+    """
+
+    rhip: str
+    rknee: str
+    rfoot: str
+    lhip: str
+    lknee: str
+    lfoot: str
+    lshoulder: str
+    lelbow: str
+    lwrist: str
+    rshoulder: str
+    relbow: str
+    rwrist: str
+    spine: tuple[str, ...]
+    head: tuple[str, ...]
+
+
+#: Vicon ASF skeletons (HDM05 and CMU share the bone names). Joints are bone ends.
+HDM05_MAP = SourceMap(
+    rhip="rhipjoint", rknee="rfemur", rfoot="rtibia",
+    lhip="lhipjoint", lknee="lfemur", lfoot="ltibia",
+    lshoulder="lclavicle", lelbow="lhumerus", lwrist="lwrist",
+    rshoulder="rclavicle", relbow="rhumerus", rwrist="rwrist",
+    spine=("root", "lowerback", "upperback", "thorax"),
+    head=("lowerneck", "upperneck", "head"),
+)  # fmt: skip
+
+#: Bandai-Namco-Research-Motiondataset BVH rig; ``Head_end`` must carry the extrapolated head top
+#: (``load_bandai_clip`` sets it with ``bandai_head_top_offset``).
+BANDAI_MAP = SourceMap(
+    rhip="UpperLeg_R", rknee="LowerLeg_R", rfoot="Foot_R",
+    lhip="UpperLeg_L", lknee="LowerLeg_L", lfoot="Foot_L",
+    lshoulder="UpperArm_L", lelbow="LowerArm_L", lwrist="Hand_L",
+    rshoulder="UpperArm_R", relbow="LowerArm_R", rwrist="Hand_R",
+    spine=("Hips", "Spine", "Chest", "Neck"),
+    head=("Head", "Head_end"),
+)  # fmt: skip
+
+SOURCE_MAPS: dict[str, SourceMap] = {"hdm05": HDM05_MAP, "cmu": HDM05_MAP, "bandai": BANDAI_MAP}
+
+
+def y_up_to_z_up(pos: np.ndarray) -> np.ndarray:
+    """Rotate a Y-up frame to Z-up: (..., 3) ``(x, y, z) -> (x, -z, y)``."""
+    return np.stack([pos[..., 0], -pos[..., 2], pos[..., 1]], axis=-1)
+
+
+def point_on_chain(chain: np.ndarray, fraction: float) -> np.ndarray:
+    """The point at ``fraction`` of the arc length of a polyline, per frame.
+
+    Args:
+        chain: (T, K, C) polyline vertices, K >= 2.
+        fraction: in [0, 1].
+
+    Returns:
+        (T, C) points.
+    """
+    seg = np.linalg.norm(np.diff(chain, axis=1), axis=-1)  # (T, K-1)
+    cum = np.concatenate([np.zeros_like(seg[:, :1]), np.cumsum(seg, axis=1)], axis=1)  # (T, K)
+    target = fraction * cum[:, -1:]  # (T, 1)
+    idx = np.clip((cum[:, 1:-1] < target).sum(axis=1), 0, seg.shape[1] - 1)  # (T,)
+    rows = np.arange(chain.shape[0])
+    length = seg[rows, idx]
+    t = np.where(length > 0, (target[:, 0] - cum[rows, idx]) / np.where(length > 0, length, 1), 0)
+    a, b = chain[rows, idx], chain[rows, idx + 1]
+    return a + np.clip(t, 0.0, 1.0)[:, None] * (b - a)
+
+
+def retarget_to_h36m17(
+    positions: np.ndarray,
+    names: tuple[str, ...] | list[str],
+    mapping: SourceMap | str,
+    *,
+    scale: float = 1.0,
+    y_up: bool = True,
+    path: str | Path | None = None,
+) -> np.ndarray:
+    """Source joint positions -> Human3.6M 17-joint positions (see the module table).
+
+    Args:
+        positions: (T, J, 3) source world positions.
+        names: the J source joint names.
+        mapping: a ``SourceMap`` or a key of ``SOURCE_MAPS``.
+        scale: metres per source unit (e.g. 0.01 for centimetres).
+        y_up: the source frame is Y-up (rotated to Z-up); else it is already Z-up.
+        path: source file, only used in error messages.
+
+    Returns:
+        (T, 17, 3) float64 in metres, world frame Z up.
+    """
+    m = SOURCE_MAPS[mapping] if isinstance(mapping, str) else mapping
+    index = {n: i for i, n in enumerate(names)}
+
+    def get(*joints: str) -> np.ndarray:
+        missing = [j for j in joints if j not in index]
+        if missing:
+            raise DataError(path, "joints", f"source skeleton lacks {missing} needed for H36M-17")
+        return positions[:, [index[j] for j in joints]]
+
+    legs = get(m.rhip, m.rknee, m.rfoot, m.lhip, m.lknee, m.lfoot)  # (T, 6, 3)
+    arms = get(m.lshoulder, m.lelbow, m.lwrist, m.rshoulder, m.relbow, m.rwrist)
+    hip = 0.5 * (legs[:, 0] + legs[:, 3])
+    spine_chain = np.concatenate([hip[:, None], get(*m.spine)], axis=1)
+    thorax = spine_chain[:, -1]
+    head_chain = np.concatenate([thorax[:, None], get(*m.head)], axis=1)
+    out = np.concatenate(
+        [
+            hip[:, None], legs,
+            point_on_chain(spine_chain, 0.5)[:, None], thorax[:, None],
+            point_on_chain(head_chain, 0.5)[:, None], head_chain[:, -1:],
+            arms,
+        ],
+        axis=1,
+    ) * scale  # fmt: skip
+    return y_up_to_z_up(out) if y_up else out
+
+
+# ------------------------------------------------------------------------------------- Bandai BVH
+def bandai_head_top_offset(bvh: BvhMotion) -> np.ndarray:
+    """Head-top OFFSET (3,) for the ``Head_end`` site of a Bandai-Namco BVH rig (file units).
+
+    Direction: the Neck->Head offset (the head continues the neck axis in the rest pose), in the
+    Head joint's frame. Length: ``HEAD_TO_TRUNK`` * (Hip->Thorax rest arc length) minus the
+    Neck->Head length, Hip being the midpoint of the two hip joints.
+    """
+    m = BANDAI_MAP
+    idx = {n: i for i, n in enumerate(bvh.names)}
+    need = [m.lhip, m.rhip, *m.spine, "Head"]
+    missing = [n for n in need if n not in idx]
+    if missing:
+        raise DataError(bvh.path, "HIERARCHY", f"not a Bandai-Namco rig: no joints {missing}")
+    off = bvh.offsets
+    hip_to_pelvis = 0.5 * (off[idx[m.lhip]] + off[idx[m.rhip]])  # in the Hips frame
+    trunk = np.linalg.norm(hip_to_pelvis) + sum(np.linalg.norm(off[idx[n]]) for n in m.spine[1:])
+    neck = off[idx["Head"]]
+    neck_len = float(np.linalg.norm(neck))
+    if neck_len == 0:
+        raise DataError(bvh.path, "HIERARCHY/Head/OFFSET", "zero Neck->Head offset")
+    return neck / neck_len * max(HEAD_TO_TRUNK * trunk - neck_len, 0.0)
+
+
+def load_bandai_clip(path: str | Path) -> tuple[np.ndarray, float]:
+    """A Bandai-Namco BVH clip as Human3.6M-17 poses.
+
+    Returns:
+        positions (T, 17, 3) float32 in metres (source centimetres * 0.01), world Z up, floor at
+        z = 0, and the clip's frame rate (30 Hz for dataset 1).
+    """
+    bvh = read_bvh(path)
+    pos = bvh_forward_kinematics(bvh, {"Head_end": bandai_head_top_offset(bvh)})
+    out = retarget_to_h36m17(pos, bvh.names, BANDAI_MAP, scale=0.01, path=path)
+    return out.astype(np.float32), bvh.fps
+
+
+# -------------------------------------------------------------------------------------- resampling
+def resample(positions: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
+    """Linear resampling in time, keeping both endpoints.
+
+    ``T' = max(round((T - 1) * dst_fps / src_fps), 1) + 1`` samples are spread evenly over the
+    clip's duration ``(T - 1) / src_fps``, so the first and last frames are kept exactly and the
+    spacing differs from ``1 / dst_fps`` by less than half a frame over the whole clip. A clip of
+    one frame is returned as is.
+
+    Args:
+        positions: (T, J, C) (any trailing shape; time is axis 0).
+        src_fps, dst_fps: positive frame rates.
+
+    Returns:
+        (T', J, C) array of the input's floating dtype.
+    """
+    if not (src_fps > 0 and dst_fps > 0):
+        raise ValueError(f"frame rates must be positive, got {src_fps} -> {dst_fps}")
+    x = np.asarray(positions)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
+    T = x.shape[0]
+    if T < 2:
+        return x.copy()
+    n = max(int(round((T - 1) * dst_fps / src_fps)), 1) + 1
+    t = np.linspace(0.0, T - 1, n)
+    i0 = np.minimum(np.floor(t).astype(np.int64), T - 2)
+    w = (t - i0).reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype)
+    return (1 - w) * x[i0] + w * x[i0 + 1]

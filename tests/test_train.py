@@ -1,0 +1,138 @@
+"""End-to-end runs on the tiny dataset: learning, resuming, evaluating, distributed metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import open_dict
+
+from liftpose.eval import run_eval
+from liftpose.train import build, run_train, seed_run
+
+from .test_configs import compose_cfg
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_overrides(root: Path, cache: Path, epochs: int = 2) -> list[str]:
+    return [
+        f"data.root={root}",
+        "data.name=tiny",
+        "data.embedded=false",
+        "data.keypoints=gt",
+        "data.train_subjects=[A,B]",
+        "data.test_subjects=[C]",
+        f"data.cache_dir={cache}",
+        "data.batch_size=32",
+        "data.train_stride=1",
+        "data.val_stride=3",
+        "frames=9",
+        "model.embed_dim_ratio=8",
+        "model.depth=1",
+        "model.num_heads=2",
+        f"trainer.max_epochs={epochs}",
+        "trainer.enable_progress_bar=false",
+        "~callbacks.rich_progress_bar",
+        "module.optimizer.lr=2e-3",
+    ]
+
+
+def tiny_cfg(tiny_root: Path, out: Path, extra: list[str] | None = None, name="train"):
+    cfg = compose_cfg(
+        name,
+        (tiny_overrides(tiny_root, out.parent / "cache") if name == "train" else [])
+        + (extra or []),
+    )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+    return cfg
+
+
+def test_training_lowers_the_loss(tiny_root, tmp_path):
+    cfg = tiny_cfg(tiny_root, tmp_path / "run", ["trainer.max_epochs=4", "test=false"])
+    dm, module = build(cfg)
+    dm.prepare_data()
+    dm.setup()
+    batch = dm.dataset("train").__getitems__(list(range(0, 400, 2)))
+    with torch.no_grad():
+        before = module.loss(module(batch["pose_2d"]), batch["pose_3d"])[0]
+    torch.manual_seed(0)
+    run_train(cfg)
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    module.load_state_dict(last["state_dict"])
+    module.eval()
+    with torch.no_grad():
+        after = module.loss(module(batch["pose_2d"]), batch["pose_3d"])[0]
+    assert after < 0.7 * before, (before, after)
+
+
+def test_metrics_json_resume_and_eval_reproduces(tiny_root, tmp_path):
+    run = tmp_path / "run"
+    doc = run_train(tiny_cfg(tiny_root, run, ["test_ckpt=last"]))
+    on_disk = json.loads((run / "metrics.json").read_text())
+    assert on_disk["metrics"] == doc["metrics"]
+    m = on_disk["metrics"]
+    for key in (
+        "test/mpjpe",
+        "test/p_mpjpe",
+        "test/n_mpjpe",
+        "test/mpjve",
+        "test/pck",
+        "test/auc",
+        "test/mpjpe/frames",
+        "test/mpjpe/action/Walk",
+        "test/p_mpjpe/action/Wave",
+    ):
+        assert key in m, key
+    assert on_disk["seed"] == 0 and on_disk["data_fingerprint"] and on_disk["params"] > 0
+    assert on_disk["config"]["model"]["depth"] == 1
+    last = run / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["epoch"] == 1
+
+    # resume from last.ckpt for one more epoch
+    run2 = tmp_path / "resumed"
+    run_train(
+        tiny_cfg(tiny_root, run2, [f"ckpt_path={last}", "trainer.max_epochs=3", "test=false"])
+    )
+    ck = torch.load(run2 / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ck["epoch"] == 2
+    assert ck["global_step"] == 3 * torch.load(last, weights_only=False)["global_step"] // 2
+
+    # eval of the checkpoint reproduces metrics.json
+    ev = tmp_path / "eval"
+    doc_eval = run_eval(tiny_cfg(tiny_root, ev, [f"ckpt_path={last}", "logger=none"], name="eval"))
+    assert doc_eval["metrics"].keys() == m.keys()
+    for k, v in m.items():
+        assert doc_eval["metrics"][k] == pytest.approx(v, rel=1e-6, abs=1e-6), k
+
+
+def test_ddp_two_processes_match_one(tiny_root, tmp_path):
+    run = tmp_path / "run"
+    run_train(tiny_cfg(tiny_root, run, ["trainer.max_epochs=1", "test=false"]))
+    last = str(run / "checkpoints" / "last.ckpt")
+    one = run_eval(tiny_cfg(tiny_root, tmp_path / "e1", [f"ckpt_path={last}"], name="eval"))
+    two = run_eval(
+        tiny_cfg(
+            tiny_root,
+            tmp_path / "e2",
+            [f"ckpt_path={last}", "trainer=ddp_sim", "trainer.enable_progress_bar=false"],
+            name="eval",
+        )
+    )
+    if not two:  # the spawned rank 0 wrote the file
+        two = json.loads((tmp_path / "e2" / "metrics.json").read_text())
+    for k, v in one["metrics"].items():
+        assert two["metrics"][k] == pytest.approx(v, rel=1e-5, abs=1e-5), k
+
+
+def test_seed_zero_seeds(tiny_root, tmp_path):
+    def weights(seed):
+        cfg = tiny_cfg(tiny_root, tmp_path / "a", [f"seed={seed}"])
+        assert seed_run(cfg) == seed
+        return torch.cat([p.flatten() for p in build(cfg)[1].parameters()])
+
+    assert torch.equal(weights(0), weights(0))
+    assert not torch.equal(weights(0), weights(1))
