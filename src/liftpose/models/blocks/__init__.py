@@ -1,0 +1,24 @@
+"""Composable transformer building blocks shared by the lifting models."""
+
+from liftpose.models.blocks.attention import Attention
+from liftpose.models.blocks.drop import DropPath, drop_path
+from liftpose.models.blocks.mlp import Mlp
+from liftpose.models.blocks.transformer import (
+    SLOT_NAMES,
+    Block,
+    SlotSpec,
+    build_block_slots,
+    make_slots,
+)
+
+__all__ = [
+    "SLOT_NAMES",
+    "Attention",
+    "Block",
+    "DropPath",
+    "Mlp",
+    "SlotSpec",
+    "build_block_slots",
+    "drop_path",
+    "make_slots",
+]
