@@ -11,7 +11,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from liftpose.utils.run import CONF_DIR, instantiate_group
+from liftpose.utils.run import CONF_DIR, instantiate_callbacks, instantiate_group
 
 GROUPS = ["data", "model", "module", "trainer", "logger", "callbacks", "debug", "experiment"]
 
@@ -42,22 +42,36 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, monkeyp
     model = instantiate(cfg.model)
     module = instantiate(cfg.module, model=model)
     assert sum(p.numel() for p in module.parameters()) > 0
-    instantiate_group(cfg.callbacks)
     loggers = instantiate_group(cfg.logger)
+    callbacks = instantiate_callbacks(cfg, has_logger=bool(loggers))
     extra = {}
     if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         # no GPU here: build the same trainer on the CPU (precision and the rest as configured)
         extra = {"accelerator": "cpu", "devices": 1, "strategy": "auto", "num_nodes": 1}
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[], **extra)
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **extra)
     assert trainer.max_epochs >= 1
     for lg in loggers:
         if type(lg).__name__ == "WandbLogger":
             lg.experiment.finish()
 
 
-def test_eval_config_composes():
+def test_eval_config_composes_and_instantiates():
     cfg = compose_cfg("eval", ["ckpt_path=x.ckpt"])
-    assert cfg.ckpt_path == "x.ckpt" and "trainer" in cfg
+    assert cfg.ckpt_path == "x.ckpt"
+    assert instantiate(cfg.trainer, logger=False).max_epochs >= 1
+
+
+def test_callbacks_follow_logger_and_progress_bar_settings():
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+
+    kinds = lambda cbs: {type(c) for c in cbs}  # noqa: E731
+    cfg = compose_cfg("train", ["logger=none"])
+    assert kinds(instantiate_callbacks(cfg, has_logger=False)) == {ModelCheckpoint, RichProgressBar}
+    cfg = compose_cfg("train", ["trainer.enable_progress_bar=false"])
+    assert kinds(instantiate_callbacks(cfg, has_logger=True)) == {
+        ModelCheckpoint,
+        LearningRateMonitor,
+    }
 
 
 def test_frames_interpolates_into_model_and_data():

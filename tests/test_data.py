@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -165,11 +167,55 @@ def test_bad_inputs_name_file_and_field(tmp_path):
     with pytest.raises(DataError, match=r"4 camera views, but the cameras file has 3"):
         load_sequences(tmp_path, "cam", "gt", ["A"])
 
+    def flat2d(p):
+        p["gt"]["A"]["Walk 1"][2] = p["gt"]["A"]["Walk 1"][2][:, :16]
+
+    _rewrite(tmp_path, "flat", mutate_2d=flat2d)
+    with pytest.raises(DataError, match=r"positions_2d\[A\]\[Walk 1\]\[2\]: expected shape"):
+        load_sequences(tmp_path, "flat", "gt", ["A"])
+
+    with pytest.raises(
+        DataError, match=r"cameras_ok\.json: extrinsics\.A: unknown cameras \['7'\]"
+    ):
+        load_sequences(tmp_path, "ok", "gt", ["A"], cameras=["54138969", "7"])
+    with pytest.raises(DataError, match=r"positions_3d: unknown actions \['Jump'\]"):
+        load_sequences(tmp_path, "ok", "gt", ["A"], actions=["Walk", "Jump"])
+    assert len(load_sequences(tmp_path, "ok", "gt", ["A"], cameras=[54138969, "1"])) == 2
+
+    # a file without the expected key
+    np.savez(tmp_path / "data_2d_ok_nokey.npz", keypoints=np.zeros(3))
+    with pytest.raises(DataError, match=r"data_2d_ok_nokey\.npz: positions_2d: missing key"):
+        load_sequences(tmp_path, "ok", "nokey", ["A"])
+    # cameras file without intrinsics for a camera
+    bad = tmp_path / "cameras_ok.json"
+    doc = json.loads(bad.read_text())
+    doc["intrinsics"].pop("58860488")
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"cameras_ok\.json: intrinsics\.58860488"):
+        load_sequences(tmp_path, "ok", "gt", ["A"])
+
     # a truncated file
     p = tmp_path / "data_3d_ok.npz"
     p.write_bytes(p.read_bytes()[:200])
     with pytest.raises(DataError, match=r"data_3d_ok\.npz: positions_3d: unreadable or truncated"):
         load_sequences(tmp_path, "ok", "gt", ["A"])
+
+
+def test_zero_length_outliers_and_swaps_and_hydra_capture_config():
+    from omegaconf import OmegaConf
+
+    from liftpose.data.embedded import capture_config
+
+    rng = np.random.default_rng(0)
+    gt = np.zeros((50, 17, 2))
+    cfg = DetectorNoise(outlier_frames=0, swap_frames=0, outlier_rate=0.5, swap_rate=0.5)
+    assert simulate_detector(gt, cfg, rng).shape == gt.shape
+    cc = capture_config(
+        OmegaConf.create(
+            {"seed": 4, "rig": {"azimuths": [0, 90, 180, 270]}, "det": {"sigma_px": 5.0}}
+        )
+    )
+    assert cc.rig.azimuths == (0, 90, 180, 270) and cc.det.sigma_px == 5.0 and cc.seed == 4
 
 
 def test_longer_2d_is_trimmed(tmp_path):

@@ -567,3 +567,26 @@ def test_ddp_padding_duplicates_are_removed_through_sync() -> None:
     assert per.mean().item() != pytest.approx(expected["mpjpe/frames"].item(), rel=1e-7)
     # the local (unsynced) state is restored after compute: rank 0 keeps its own samples only
     assert sum(len(p) for p in rank0[rank0.compute_groups[0][0]].pred) == len(shards[0])
+
+
+def test_priority_keeps_lowest_whatever_the_update_order():
+    from liftpose.metrics.pose import MPJPE
+
+    target = torch.zeros(4, 17, 3)
+    pred = torch.zeros(4, 17, 3)
+    pred[0] += 0.010  # frame 5 seen from window A, 2 positions off its centre
+    pred[1] += 0.030  # frame 5 seen from window B, at its centre: must win
+    pred[2] += 0.050  # frame 6, window A
+    pred[3] += 0.070  # frame 6, window B (farther): must lose
+    action = torch.zeros(4, dtype=torch.long)
+    seq = torch.zeros(4, dtype=torch.long)
+    frame = torch.tensor([5, 5, 6, 6])
+    prio = torch.tensor([2, 0, 1, 3])
+    results = []
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]):
+        m = MPJPE(["A"])
+        o = torch.tensor(order)
+        m.update(pred[o], target[o], action[o], seq[o], frame[o], prio[o])
+        results.append(float(m.compute()["mpjpe/frames"]))
+    expected = (30.0 + 50.0) / 2 * 3**0.5
+    assert results == pytest.approx([expected] * 3, rel=1e-5)

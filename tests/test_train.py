@@ -57,6 +57,7 @@ def test_training_lowers_the_loss(tiny_root, tmp_path):
     dm.prepare_data()
     dm.setup()
     batch = dm.dataset("train").__getitems__(list(range(0, 400, 2)))
+    module.eval()
     with torch.no_grad():
         before = module.loss(module(batch["pose_2d"]), batch["pose_3d"])[0]
     torch.manual_seed(0)
@@ -92,14 +93,19 @@ def test_metrics_json_resume_and_eval_reproduces(tiny_root, tmp_path):
     last = run / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["epoch"] == 1
 
-    # resume from last.ckpt for one more epoch
+    # resume from last.ckpt for one more epoch: the same weights as an uninterrupted run
     run2 = tmp_path / "resumed"
     run_train(
         tiny_cfg(tiny_root, run2, [f"ckpt_path={last}", "trainer.max_epochs=3", "test=false"])
     )
     ck = torch.load(run2 / "checkpoints" / "last.ckpt", weights_only=False)
     assert ck["epoch"] == 2
-    assert ck["global_step"] == 3 * torch.load(last, weights_only=False)["global_step"] // 2
+    run3 = tmp_path / "straight"
+    run_train(tiny_cfg(tiny_root, run3, ["trainer.max_epochs=3", "test=false"]))
+    ref = torch.load(run3 / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ck["global_step"] == ref["global_step"]
+    for k, v in ref["state_dict"].items():
+        torch.testing.assert_close(ck["state_dict"][k], v, rtol=0, atol=0, msg=k)
 
     # eval of the checkpoint reproduces metrics.json
     ev = tmp_path / "eval"
@@ -111,7 +117,10 @@ def test_metrics_json_resume_and_eval_reproduces(tiny_root, tmp_path):
 
 def test_ddp_two_processes_match_one(tiny_root, tmp_path):
     run = tmp_path / "run"
-    run_train(tiny_cfg(tiny_root, run, ["trainer.max_epochs=1", "test=false"]))
+    # one camera: 291 test windows, an odd count, so the distributed sampler pads with repeats
+    run_train(
+        tiny_cfg(tiny_root, run, ["trainer.max_epochs=1", "test=false", "data.cameras=[54138969]"])
+    )
     last = str(run / "checkpoints" / "last.ckpt")
     one = run_eval(tiny_cfg(tiny_root, tmp_path / "e1", [f"ckpt_path={last}"], name="eval"))
     two = run_eval(

@@ -94,7 +94,12 @@ class CompositeLoss(nn.Module):
     def forward(
         self, pred: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """``pred``, ``target``: ``(B, T, J, 3)``. Returns the total and each weighted term."""
+        """``pred``, ``target``: ``(B, T, J, 3)``. Returns the total and each unweighted term."""
+        if pred.shape != target.shape:
+            raise ValueError(
+                f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} "
+                "differ in shape (model output_mode vs data.target?)"
+            )
         parts = {
             name: LOSSES[name](pred, target, **kw) for name, (w, kw) in self.terms.items() if w
         }

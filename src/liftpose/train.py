@@ -20,7 +20,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from liftpose.utils.io import atomic_write_text
-from liftpose.utils.run import CONF_DIR, git_commit, instantiate_group, to_container
+from liftpose.utils.run import (
+    CONF_DIR,
+    git_commit,
+    instantiate_callbacks,
+    instantiate_group,
+    to_container,
+)
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -84,8 +90,8 @@ def run_train(cfg: DictConfig) -> dict:
     torch.set_float32_matmul_precision("high")
     out = output_dir(cfg)
     datamodule, module = build(cfg)
-    callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
+    callbacks = instantiate_callbacks(cfg, has_logger=bool(loggers))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if cfg.get("train", True):
         trainer.fit(

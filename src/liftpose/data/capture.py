@@ -14,7 +14,8 @@ temporally correlated, occasional outliers lasting a few frames, and occasional 
 Every random choice comes from one seeded generator, so a build is reproducible.
 
 Camera placement (:class:`RigConfig`): four cameras with the four Human3.6M intrinsics, on a
-circle around the capture volume at the Human3.6M azimuths, at a height of ``height`` metres,
+circle around the capture volume at azimuths of +-45 and +-135 degrees (like the four corners of
+the Human3.6M studio), at a height of ``height`` metres,
 looking at ``target``; the distance is the larger of ``min_distance`` and the distance at which
 the subject's whole motion volume fits in the image with ``margin`` to spare. Small seeded jitter
 of azimuth, height and distance makes each subject's rig differ, as in the real recordings.
@@ -119,6 +120,8 @@ def _smooth(noise: np.ndarray, std_frames: float) -> np.ndarray:
 
 def _spans(start: np.ndarray, length: int) -> np.ndarray:
     """Boolean mask ``(T, ...)``: True for ``length`` frames after each True in ``start``."""
+    if length <= 0:
+        return np.zeros(start.shape, dtype=bool)
     c = np.cumsum(start, axis=0)
     shifted = np.zeros_like(c)
     shifted[length:] = c[:-length]
@@ -147,7 +150,7 @@ def simulate_detector(gt: np.ndarray, cfg: DetectorNoise, rng: np.random.Generat
 
 def capture(
     collection: Collection, cfg: CaptureConfig | None = None
-) -> tuple[dict[str, list[Camera]], dict[str, Collection], dict[str, dict[str, list[np.ndarray]]]]:
+) -> tuple[dict[str, list[Camera]], dict[str, dict[str, dict[str, list[np.ndarray]]]]]:
     """Film ``collection``: returns cameras per subject and 2-D per source and camera.
 
     Returns ``(cameras, positions_2d)`` where ``positions_2d[source][subject][action]`` is a list
@@ -171,4 +174,4 @@ def capture(
                 dets.append(simulate_detector(px, cfg.det, rng).astype(np.float32))
             out["gt"][subject][action] = gts
             out["det"][subject][action] = dets
-    return cameras, out  # type: ignore[return-value]
+    return cameras, out

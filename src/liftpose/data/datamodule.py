@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from liftpose.data.errors import DataError
 from liftpose.data.h36m import Sequence, dataset_files, file_fingerprint, load_sequences
 from liftpose.data.skeleton import get_layout, to_layout
-from liftpose.data.windows import flip_where, window_indices, window_offsets
+from liftpose.data.windows import flip_pose, window_indices, window_offsets
 from liftpose.utils.io import atomic_path
 
 CACHE_VERSION = 1
@@ -105,14 +105,20 @@ class WindowDataset(Dataset):
         if target not in ("centre", "sequence"):
             raise ValueError(f"target must be 'centre' or 'sequence', got {target!r}")
         self.arrays = arrays
-        self.pose_2d = torch.from_numpy(arrays.pose_2d)
-        self.pose_3d = torch.from_numpy(arrays.pose_3d)
         self.offsets = window_offsets(receptive_field)
         self.target = target
         self.flip_augment = flip_augment
-        self.perm = torch.as_tensor(
-            flip_permutation if flip_permutation is not None else np.arange(arrays.pose_2d.shape[1])
-        )
+        n, j = arrays.pose_2d.shape[:2]
+        self.num_rows, self.num_joints = n, j
+        pose_2d = torch.from_numpy(arrays.pose_2d).reshape(n, j * 2)
+        pose_3d = torch.from_numpy(arrays.pose_3d).reshape(n, j * 3)
+        if flip_augment:
+            # rows N..2N-1 hold the mirrored poses, so a flip is an index offset in the gather
+            perm = torch.as_tensor(flip_permutation if flip_permutation is not None
+                                   else np.arange(j))
+            pose_2d = torch.cat([pose_2d, flip_pose(pose_2d.view(n, j, 2), perm).view(n, -1)])
+            pose_3d = torch.cat([pose_3d, flip_pose(pose_3d.view(n, j, 3), perm).view(n, -1)])
+        self.pose_2d, self.pose_3d = pose_2d.contiguous(), pose_3d.contiguous()
         seq_ids, centres = [], []
         for s, n in enumerate(arrays.seq_len):
             c = np.arange(0, n, stride, dtype=np.int64)
@@ -128,29 +134,28 @@ class WindowDataset(Dataset):
         return len(self.sample_seq)
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """A whole batch: ``pose_2d (B, T, J, 2)``, ``pose_3d (B, 1 | T, J, 3)``, and per sample
+        ``action``, ``seq``, centre ``frame`` ``(B,)`` and window ``frames`` ``(B, 1 | T)``."""
         idx = torch.as_tensor(indices, dtype=torch.long)
+        b, j = len(idx), self.num_joints
         seq = self.sample_seq[idx]
         centre = self.sample_centre[idx]
-        rows, local = window_indices(self.seq_start[seq], self.seq_len[seq], centre, self.offsets)
-        x = self.pose_2d[rows]  # (B, T, J, 2)
+        start = self.seq_start[seq]
+        rows, local = window_indices(start, self.seq_len[seq], centre, self.offsets)
+        centre_rows = start + centre
+        if self.flip_augment:
+            shift = (torch.rand(b) < 0.5).long() * self.num_rows
+            rows, centre_rows = rows + shift[:, None], centre_rows + shift
+        t = rows.shape[1]
+        x = self.pose_2d.index_select(0, rows.view(-1)).view(b, t, j, 2)
         if self.target == "centre":
-            y = self.pose_3d[self.seq_start[seq] + centre][:, None]  # (B, 1, J, 3)
+            y = self.pose_3d.index_select(0, centre_rows).view(b, 1, j, 3)
             frames = centre[:, None]
         else:
-            y = self.pose_3d[rows]  # (B, T, J, 3)
+            y = self.pose_3d.index_select(0, rows.view(-1)).view(b, t, j, 3)
             frames = local
-        if self.flip_augment:
-            mask = torch.rand(len(idx)) < 0.5
-            x = flip_where(x, mask, self.perm)
-            y = flip_where(y, mask, self.perm)
-        return {
-            "pose_2d": x,
-            "pose_3d": y,
-            "action": self.seq_action[seq],
-            "seq": seq,
-            "frame": centre,
-            "frames": frames,
-        }
+        return {"pose_2d": x, "pose_3d": y, "action": self.seq_action[seq], "seq": seq,
+                "frame": centre, "frames": frames}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {k: v[0] for k, v in self.__getitems__([index]).items()}

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from omegaconf import DictConfig, OmegaConf
 
 from liftpose.data.capture import CaptureConfig, DetectorNoise, RigConfig, capture
 from liftpose.data.errors import DataError
@@ -52,6 +53,8 @@ def load_sample(path: str | Path | None = None) -> dict[str, dict[str, np.ndarra
 
 def capture_config(cfg: dict | None) -> CaptureConfig:
     """A :class:`CaptureConfig` from a plain mapping with optional ``rig``, ``det``, ``seed``."""
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
     cfg = dict(cfg or {})
     rig = RigConfig(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in dict(cfg.get("rig") or {}).items()}

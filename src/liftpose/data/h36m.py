@@ -120,7 +120,10 @@ def load_sequences(
         cams = load_cameras(pc)
     else:
         cams = load_cameras(None)
+    cameras = None if cameras is None else [str(c) for c in cameras]
+    actions = None if actions is None else [str(a) for a in actions]
     out: list[Sequence] = []
+    groups_seen: set[str] = set()
     for subject in subjects:
         if subject not in pos3d:
             raise DataError(
@@ -133,6 +136,17 @@ def load_sequences(
         if subject not in cams:
             raise DataError(pc, f"extrinsics.{subject}", "no cameras for this subject")
         cam_list = list(cams[subject].values())
+        if cameras is not None:
+            known = {c.id for c in cam_list} | {str(i) for i in range(len(cam_list))}
+            unknown = sorted(set(cameras) - known)
+            if unknown:
+                raise DataError(
+                    pc,
+                    f"extrinsics.{subject}",
+                    f"unknown cameras {unknown}; "
+                    f"{subject} has {[c.id for c in cam_list]} (or indices)",
+                )
+        groups_seen |= {a.split(" ")[0] for a in pos3d[subject]}
         for action in sorted(pos3d[subject]):
             if (subject, action) in H36M_SKIP and name == "h36m":
                 continue
@@ -183,6 +197,11 @@ def load_sequences(
                         _to_camera_root_relative(world, cam),
                     )
                 )
+    if actions is not None and set(actions) - groups_seen:
+        missing = sorted(set(actions) - groups_seen)
+        raise DataError(
+            p3, "positions_3d", f"unknown actions {missing}; the file has {sorted(groups_seen)}"
+        )
     if not out:
         raise DataError(
             p3,

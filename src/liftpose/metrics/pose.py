@@ -103,6 +103,7 @@ class PoseMetric(Metric):
     action: list[Tensor] | Tensor
     seq: list[Tensor] | Tensor
     frame: list[Tensor] | Tensor
+    priority: list[Tensor] | Tensor
 
     def __init__(
         self,
@@ -123,12 +124,18 @@ class PoseMetric(Metric):
         self.scale = float(scale)
         if name is not None:
             self.name = name  # type: ignore[misc]
-        for state in ("pred", "target", "action", "seq", "frame"):
+        for state in ("pred", "target", "action", "seq", "frame", "priority"):
             self.add_state(state, default=[], dist_reduce_fx="cat")
 
     # ------------------------------------------------------------------ update
     def update(
-        self, pred: Tensor, target: Tensor, action: Tensor, seq: Tensor, frame: Tensor
+        self,
+        pred: Tensor,
+        target: Tensor,
+        action: Tensor,
+        seq: Tensor,
+        frame: Tensor,
+        priority: Tensor | None = None,
     ) -> None:
         """Store a batch.
 
@@ -139,6 +146,11 @@ class PoseMetric(Metric):
             seq: ``(N,)`` integer sequence id.
             frame: ``(N,)`` integer frame index within the sequence; ``(seq, frame)`` must
                 identify a sample uniquely (repeats are treated as duplicates and dropped).
+            priority: optional ``(N,)`` integer; of several entries for one ``(seq, frame)`` the
+                one with the lowest priority is kept (e.g. the window position closest to the
+                centre, for overlapping sequence outputs). Ties keep the first one seen, so
+                give every occurrence a distinct priority where the order of updates may vary
+                (under DDP it does).
         """
         cls = type(self).__name__
         for arg, x in (("pred", pred), ("target", target)):
@@ -153,7 +165,9 @@ class PoseMetric(Metric):
                 f"got {tuple(pred.shape)} and {tuple(target.shape)}"
             )
         n = pred.shape[0]
-        for arg, x in (("action", action), ("seq", seq), ("frame", frame)):
+        if priority is None:
+            priority = torch.zeros(n, dtype=torch.long, device=pred.device)
+        for arg, x in (("action", action), ("seq", seq), ("frame", frame), ("priority", priority)):
             if not isinstance(x, Tensor) or x.shape != (n,):
                 shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
                 raise ValueError(
@@ -174,17 +188,21 @@ class PoseMetric(Metric):
         self.action.append(action.detach().to(pred.device, torch.long))
         self.seq.append(seq.detach().to(pred.device, torch.long))
         self.frame.append(frame.detach().to(pred.device, torch.long))
+        self.priority.append(priority.detach().to(pred.device, torch.long))
 
     # ------------------------------------------------------------------ compute
     def _frames(self) -> _Frames | None:
-        """Gathered states, deduplicated by (seq, frame) and sorted; None when empty."""
+        """Gathered states, deduplicated by (seq, frame) (lowest priority kept) and sorted."""
         pred = _cat(self.pred)
         if pred is None or pred.numel() == 0:
             return None
         target = _cat(self.target)
-        action, seq, frame = (_cat(s).long() for s in (self.action, self.seq, self.frame))
-        # Lexicographic (seq, frame) order from two stable sorts; no overflow-prone key.
-        order = torch.argsort(frame, stable=True)
+        action, seq, frame, prio = (
+            _cat(s).long() for s in (self.action, self.seq, self.frame, self.priority)
+        )
+        # Lexicographic (seq, frame, priority) order from stable sorts; no overflow-prone key.
+        order = torch.argsort(prio, stable=True)
+        order = order[torch.argsort(frame[order], stable=True)]
         order = order[torch.argsort(seq[order], stable=True)]
         s, f = seq[order], frame[order]
         first = torch.ones_like(s, dtype=torch.bool)

@@ -8,11 +8,13 @@ averages the prediction with the un-mirrored prediction of the mirrored input.
 
 from __future__ import annotations
 
+import random
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 
@@ -74,6 +76,13 @@ class LiftingModule(L.LightningModule):
                 self.flip_perm = torch.as_tensor(dm.skeleton.flip_permutation)
         if not self.action_names:
             raise RuntimeError("LiftingModule needs a datamodule with action_names")
+        mode = getattr(self.model, "output_mode", "centre")
+        target = getattr(getattr(dm, "hparams", None), "target", None)
+        if mode == "centre" and target == "sequence":
+            raise ValueError(
+                f"{type(self.model).__name__} predicts the centre frame only; set "
+                "data.target=centre"
+            )
         self.val_metrics = pose_metrics(self.action_names)
         self.test_metrics = pose_metrics(self.action_names)
 
@@ -118,13 +127,19 @@ class LiftingModule(L.LightningModule):
         x, y = batch["pose_2d"], batch["pose_3d"]
         pred = self._match(self.predict_eval(x), y).float()
         t = y.shape[1]
-        frames = batch["frames"] if t > 1 else batch["frame"][:, None]
+        centre = batch["frame"]
+        frames = batch["frames"] if t > 1 else centre[:, None]
+        # overlapping sequence outputs: keep, per frame, the window position nearest the
+        # centre, then the window with the smallest centre (deterministic under DDP)
+        offset = (torch.arange(t, device=y.device) - t // 2).abs()
+        priority = offset[None, :] * (1 << 32) + centre[:, None]
         metrics.update(
             pred.reshape(-1, *pred.shape[2:]),
             y.reshape(-1, *y.shape[2:]),
             batch["action"].repeat_interleave(t),
             batch["seq"].repeat_interleave(t),
             frames.reshape(-1),
+            priority.reshape(-1),
         )
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -159,8 +174,24 @@ class LiftingModule(L.LightningModule):
             Console().print(format_results_table(split_results(res), self.action_names))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the resolved run config in the checkpoint so that it can be rebuilt alone."""
+        """Store the resolved run config (so the run can be rebuilt from the checkpoint alone)
+        and the random-number states (so a resumed run continues as an uninterrupted one)."""
         checkpoint["liftpose_config"] = getattr(self, "run_config", None)
+        checkpoint["liftpose_rng"] = {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("liftpose_rng")
+        if rng and self._trainer is not None and self.trainer.training:
+            random.setstate(rng["python"])
+            np.random.set_state(rng["numpy"])
+            torch.set_rng_state(rng["torch"])
+            if rng.get("cuda") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:

@@ -44,5 +44,20 @@ def instantiate_group(cfg: DictConfig | None) -> list[Any]:
     return [instantiate(v) for v in cfg.values() if isinstance(v, DictConfig) and "_target_" in v]
 
 
+def instantiate_callbacks(cfg: DictConfig, has_logger: bool) -> list[Any]:
+    """The configured callbacks, without those the rest of the config rules out: the learning
+    rate monitor needs a logger, and a progress bar needs ``trainer.enable_progress_bar``."""
+    from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+
+    keep = []
+    for cb in instantiate_group(cfg.get("callbacks")):
+        if isinstance(cb, LearningRateMonitor) and not has_logger:
+            continue
+        if isinstance(cb, ProgressBar) and not cfg.trainer.get("enable_progress_bar", True):
+            continue
+        keep.append(cb)
+    return keep
+
+
 def to_container(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore

@@ -1,0 +1,202 @@
+"""``make bench``: throughput figures on this machine.
+
+* DataModule: training windows per second of the batched gather (flip augmentation on), against
+  a per-sample generator written the way the reference implementations build batches (a Python
+  loop over the batch, one ``np.pad`` per window, per-sample flips).
+* PoseFormer (official dimensions): training samples per second (forward, backward, AdamW step)
+  and inference samples per second (with test-time flip averaging), at 27 and 81 frames.
+
+    python -m liftpose.bench                      # defaults
+    python -m liftpose.bench --frames 27 81 243 --device cuda --precision bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+
+def _rate(fn: Callable[[], int], min_seconds: float, warmup: int = 1, repeats: int = 5) -> float:
+    """Median over ``repeats`` runs of items per second of ``fn`` (returns items processed)."""
+    for _ in range(warmup):
+        fn()
+    rates = []
+    for _ in range(repeats):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            n += fn()
+            dt = time.perf_counter() - t0
+            if dt >= min_seconds / repeats:
+                rates.append(n / dt)
+                break
+    return float(np.median(rates))
+
+
+def per_sample_batches(arrays, receptive_field: int, batch_size: int, perm: np.ndarray, rng):
+    """Batches built one window at a time (the reference style), for comparison."""
+    pad = receptive_field // 2
+    seqs2 = [arrays.pose_2d[s : s + n] for s, n in zip(arrays.seq_start, arrays.seq_len)]
+    seqs3 = [arrays.pose_3d[s : s + n] for s, n in zip(arrays.seq_start, arrays.seq_len)]
+    pairs = [(i, f) for i, n in enumerate(arrays.seq_len) for f in range(n)]
+    order = rng.permutation(len(pairs))
+    b2 = np.empty((batch_size, receptive_field) + arrays.pose_2d.shape[1:], np.float32)
+    b3 = np.empty((batch_size, 1) + arrays.pose_3d.shape[1:], np.float32)
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+        for k, j in enumerate(order[start : start + batch_size]):
+            i, f = pairs[j]
+            seq2, seq3 = seqs2[i], seqs3[i]
+            lo, hi = f - pad, f + pad + 1
+            lo_c, hi_c = max(lo, 0), min(hi, len(seq2))
+            b2[k] = np.pad(seq2[lo_c:hi_c], ((lo_c - lo, hi - hi_c), (0, 0), (0, 0)), "edge")
+            b3[k] = seq3[f : f + 1]
+            if rng.random() < 0.5:
+                b2[k, :, :, 0] *= -1
+                b2[k] = b2[k][:, perm]
+                b3[k, :, :, 0] *= -1
+                b3[k] = b3[k][:, perm]
+        yield torch.from_numpy(b2), torch.from_numpy(b3)
+
+
+def bench_data(frames: list[int], batch_size: int, seconds: float, root: Path) -> list[tuple]:
+    from liftpose.data.datamodule import LiftingDataModule
+
+    rows = []
+    for t in frames:
+        dm = LiftingDataModule(
+            root=str(root / "hdm05"),
+            name="hdm05",
+            keypoints="det",
+            train_subjects=["bd", "bk"],
+            test_subjects=["dg"],
+            embedded=True,
+            receptive_field=t,
+            batch_size=batch_size,
+            cache_dir=str(root / "cache"),
+        )
+        dm.prepare_data()
+        dm.setup()
+
+        loader = dm.train_dataloader()  # built once, as in training; each pass is an epoch
+
+        def ours(loader=loader) -> int:
+            n = 0
+            for i, b in enumerate(loader):
+                n += b["pose_2d"].shape[0]
+                if i == 50:
+                    break
+            return n
+
+        rng = np.random.default_rng(0)
+        perm = dm.skeleton.flip_permutation
+
+        def reference(dm=dm, t=t, perm=perm, rng=rng) -> int:
+            n = 0
+            for i, (x, _) in enumerate(
+                per_sample_batches(dm.splits["train"], t, batch_size, perm, rng)
+            ):
+                n += x.shape[0]
+                if i == 5:
+                    break
+            return n
+
+        r_ours = _rate(ours, seconds)
+        r_ref = _rate(reference, seconds)
+        rows.append((t, r_ours, r_ref, r_ours / r_ref))
+    return rows
+
+
+def bench_model(
+    frames: list[int], batch_size: int, seconds: float, device: str, precision: str
+) -> list[tuple]:
+    from liftpose.data.skeleton import H36M17
+    from liftpose.data.windows import flip_pose
+    from liftpose.models.poseformer import PoseFormer
+
+    dtype = {"bf16": torch.bfloat16, "fp32": None}[precision]
+    perm = torch.as_tensor(H36M17.flip_permutation, device=device)
+    rows = []
+    for t in frames:
+        torch.manual_seed(0)
+        model = PoseFormer(num_frames=t).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        x = torch.randn(batch_size, t, 17, 2, device=device)
+        y = torch.randn(batch_size, 1, 17, 3, device=device)
+        auto = torch.autocast(
+            device_type=device.split(":")[0], dtype=dtype, enabled=dtype is not None
+        )
+
+        def sync() -> None:
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+
+        def train_step(model=model, auto=auto, x=x, y=y, opt=opt) -> int:
+            model.train()
+            with auto:
+                loss = torch.linalg.vector_norm(model(x) - y, dim=-1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sync()
+            return batch_size
+
+        @torch.no_grad()
+        def infer_step(model=model, auto=auto, x=x) -> int:
+            model.eval()
+            with auto:
+                p = model(x)
+                p = (p + flip_pose(model(flip_pose(x, perm)), perm)) / 2
+            sync()
+            return batch_size
+
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        rows.append((t, params, _rate(train_step, seconds), _rate(infer_step, seconds)))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--frames", type=int, nargs="+", default=[27, 81])
+    ap.add_argument("--data-batch", type=int, default=1024)
+    ap.add_argument("--model-batch", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default=None)
+    ap.add_argument("--root", type=Path, default=Path(".cache/liftpose/bench"))
+    ap.add_argument("--skip-data", action="store_true")
+    ap.add_argument("--skip-model", action="store_true")
+    args = ap.parse_args(argv)
+    precision = args.precision or ("bf16" if args.device.startswith("cuda") else "fp32")
+    con = Console()
+    con.print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads")
+    if not args.skip_data:
+        tab = Table(title=f"DataModule: training windows/s (batch {args.data_batch}, flips on)")
+        for c in ("frames", "liftpose", "per-sample reference", "speed-up"):
+            tab.add_column(c, justify="right")
+        for t, a, b, r in bench_data(args.frames, args.data_batch, args.seconds, args.root):
+            tab.add_row(str(t), f"{a:,.0f}", f"{b:,.0f}", f"{r:.1f}x")
+        con.print(tab)
+    if not args.skip_model:
+        tab = Table(
+            title=f"PoseFormer (official dimensions), batch {args.model_batch}, "
+            f"{args.device}, {precision}"
+        )
+        for c in ("frames", "params (M)", "train samples/s", "inference samples/s (flip TTA)"):
+            tab.add_column(c, justify="right")
+        for t, p, tr, inf in bench_model(
+            args.frames, args.model_batch, args.seconds, args.device, precision
+        ):
+            tab.add_row(str(t), f"{p:.2f}", f"{tr:,.1f}", f"{inf:,.1f}")
+        con.print(tab)
+
+
+if __name__ == "__main__":
+    main()
