@@ -145,3 +145,31 @@ def test_seed_zero_seeds(tiny_root, tmp_path):
 
     assert torch.equal(weights(0), weights(0))
     assert not torch.equal(weights(0), weights(1))
+
+
+def test_infer_lifts_a_keypoint_file(tiny_root, tmp_path):
+    import numpy as np
+
+    from liftpose.data.h36m import load_sequences
+    from liftpose.infer import main as infer_main
+
+    run = tmp_path / "run"
+    run_train(tiny_cfg(tiny_root, run, ["trainer.max_epochs=1", "test=false"]))
+    seq = load_sequences(tiny_root, "tiny", "gt", ["C"])[0]
+    np.savez(tmp_path / "kp.npz", keypoints=seq.pose_2d)
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    out = tmp_path / "out.npz"
+    assert infer_main([ckpt, str(tmp_path / "kp.npz"), "--normalised", "--out", str(out)]) == 0
+    poses = np.load(out)["poses_3d"]
+    assert poses.shape == seq.pose_3d.shape and np.isfinite(poses).all()
+    np.testing.assert_array_equal(poses[:, 0], 0.0)  # root-relative
+    # pixels without an image size are refused with a clear message
+    assert infer_main([ckpt, str(tmp_path / "kp.npz"), "--out", str(out)]) == 2
+
+
+def test_data_cli_info(tiny_root, capsys):
+    from liftpose.data.cli import main as data_main
+
+    assert data_main(["info", "--root", str(tiny_root), "--name", "tiny", "--keypoints", "gt"]) == 0
+    assert "36 sequences" in capsys.readouterr().out
+    assert data_main(["info", "--root", str(tiny_root), "--name", "nope"]) == 2
