@@ -98,6 +98,23 @@ def test_projection_centre_and_distortion():
     )
 
 
+@given(st.integers(0, 2**31 - 1), st.sampled_from(list(H36M_CAMERA_IDS)))
+@settings(max_examples=30, deadline=None)
+def test_projection_round_trip_with_distortion(seed, cam_id):
+    cam = load_cameras()["S9"][cam_id]
+    rng = np.random.default_rng(seed)
+    # points of a person 3-7 m in front of the camera, inside the image
+    x = np.stack(
+        [rng.uniform(-1.2, 1.2, 20), rng.uniform(-1.2, 1.2, 20), rng.uniform(3.0, 7.0, 20)], axis=-1
+    )
+    px = cam.project(x)
+    assert ((px > 0) & (px < 1000)).all()
+    np.testing.assert_allclose(cam.back_project(px, x[:, 2]), x, atol=1e-6)
+    np.testing.assert_allclose(
+        cam.back_project(cam.project(x, distort=False), x[:, 2], distort=False), x, atol=1e-9
+    )
+
+
 def test_look_at_points_camera_at_target():
     pos, target = np.array([4.0, 1.0, 1.6]), np.array([0.0, 0.0, 0.9])
     q = look_at(pos, target)

@@ -471,7 +471,9 @@ def test_empty_state_returns_nan_with_warning() -> None:
 def test_update_validation() -> None:
     metric = MPJPE(ACTIONS)
     pred, target, action, seq, frame = _batch([1, 2], [0, 0], [0, 0], [0, 1])
-    with pytest.raises(ValueError, match=r"`pred` must have shape \(N, J, 3\), got \(2, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"`pred` must have shape \(N, J, 3\) with J >= 1, got \(2, 4\)"
+    ):
         metric.update(pred[..., 0], target, action, seq, frame)
     with pytest.raises(ValueError, match="same shape"):
         metric.update(pred, target[:, :3], action, seq, frame)

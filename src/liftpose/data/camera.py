@@ -135,6 +135,17 @@ class Camera:
             self.tangential_distortion if distort else np.zeros(2),
         )
 
+    def back_project(self, px: np.ndarray, depth: np.ndarray, distort: bool = True) -> np.ndarray:
+        """Pixels ``(..., 2)`` at camera-frame depths ``(...)`` back to points ``(..., 3)``.
+
+        Inverts :meth:`project` (the lens distortion by fixed-point iteration).
+        """
+        xy = (np.asarray(px, dtype=np.float64) - self.center) / self.focal_length
+        if distort:
+            xy = undistort_normalised(xy, self.radial_distortion, self.tangential_distortion)
+        z = np.asarray(depth, dtype=np.float64)[..., None]
+        return np.concatenate([xy * z, z], axis=-1)
+
     def world_to_camera(self, x: np.ndarray) -> np.ndarray:
         """World points ``(..., 3)`` to this camera's frame."""
         return world_to_camera(x, self.orientation, self.translation)
@@ -163,13 +174,34 @@ def project_to_2d(
     if x.shape[-1] != 3:
         raise ValueError(f"expected (..., 3) camera-frame points, got shape {x.shape}")
     xy = x[..., :2] / np.clip(x[..., 2:], 1e-6, None)
+    xy = distort_normalised(xy, radial, tangential)
+    return np.asarray(focal_length) * xy + np.asarray(center)
+
+
+def distort_normalised(xy: np.ndarray, radial: np.ndarray, tangential: np.ndarray) -> np.ndarray:
+    """Apply the Human3.6M lens model to normalised image points ``(..., 2)``."""
+    k, p = np.asarray(radial), np.asarray(tangential)
     r2 = np.sum(xy**2, axis=-1, keepdims=True)
-    k = np.asarray(radial)
-    p = np.asarray(tangential)
     radial_f = 1.0 + k[0] * r2 + k[1] * r2**2 + k[2] * r2**3
     tan = np.sum(p * xy, axis=-1, keepdims=True)
-    xy = xy * (radial_f + tan) + p * r2
-    return np.asarray(focal_length) * xy + np.asarray(center)
+    return xy * (radial_f + tan) + p * r2
+
+
+def undistort_normalised(
+    xy_d: np.ndarray, radial: np.ndarray, tangential: np.ndarray, iters: int = 20
+) -> np.ndarray:
+    """Invert :func:`distort_normalised` on ``(..., 2)`` by fixed-point iteration.
+
+    Converges to well below 1e-6 inside the field of view of the Human3.6M cameras.
+    """
+    k, p = np.asarray(radial), np.asarray(tangential)
+    xy = xy_d.copy()
+    for _ in range(iters):
+        r2 = np.sum(xy**2, axis=-1, keepdims=True)
+        radial_f = 1.0 + k[0] * r2 + k[1] * r2**2 + k[2] * r2**3
+        tan = np.sum(p * xy, axis=-1, keepdims=True)
+        xy = (xy_d - p * r2) / (radial_f + tan)
+    return xy
 
 
 # --------------------------------------------------------------------------- files

@@ -153,17 +153,7 @@ class PoseMetric(Metric):
                 (under DDP it does).
         """
         cls = type(self).__name__
-        for arg, x in (("pred", pred), ("target", target)):
-            if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != 3 or x.shape[1] == 0:
-                shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-                raise ValueError(f"{cls}.update: `{arg}` must have shape (N, J, 3), got {shape}")
-            if not x.is_floating_point():
-                raise TypeError(f"{cls}.update: `{arg}` must be a floating tensor, got {x.dtype}")
-        if pred.shape != target.shape:
-            raise ValueError(
-                f"{cls}.update: `pred` and `target` must have the same shape, "
-                f"got {tuple(pred.shape)} and {tuple(target.shape)}"
-            )
+        F._check_poses(pred, target, f"{cls}.update")
         n = pred.shape[0]
         if priority is None:
             priority = torch.zeros(n, dtype=torch.long, device=pred.device)
