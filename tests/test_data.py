@@ -285,3 +285,50 @@ def test_datamodule_subject_error(tiny_root):
     with pytest.raises(DataError, match=r"positions_3d\[Q\]: unknown subject"):
         dm.prepare_data()
     assert not list((tiny_root / "cache2").glob("*"))  # nothing half-written
+
+
+def test_human36m_layout_with_packaged_calibration(tmp_path):
+    """The Human3.6M file layout: 32-joint mocap, the packaged cameras, longer 2-D, S11 skip."""
+    from liftpose.data.camera import image_coordinates, load_cameras
+    from liftpose.data.skeleton import H36M32_TO_17
+
+    cams = load_cameras()
+    coll = synthetic_collection(
+        subjects=("S1", "S11"), actions=("Walking 1", "Directions"), frames=60
+    )
+    pos3d, pos2d = {}, {}
+    for subject, acts in coll.items():
+        pos3d[subject], pos2d[subject] = {}, {}
+        for action, world in acts.items():
+            full = np.zeros((len(world), 32, 3), np.float32)
+            full[:, list(H36M32_TO_17)] = world
+            pos3d[subject][action] = full
+            views = []
+            for cam in cams[subject].values():
+                px = cam.project(cam.world_to_camera(world.astype(np.float64)))
+                views.append(np.concatenate([px, px[-2:]]).astype(np.float32))  # 2 extra frames
+            pos2d[subject][action] = views
+    np.savez(tmp_path / "data_3d_h36m.npz", positions_3d=np.array(pos3d, dtype=object))
+    np.savez(
+        tmp_path / "data_2d_h36m_cpn_ft_h36m_dbb.npz",
+        positions_2d=np.array(pos2d, dtype=object),
+        metadata=np.array({"layout_name": "h36m", "num_joints": 17}, dtype=object),
+    )
+    seqs = load_sequences(tmp_path, "h36m", "cpn_ft_h36m_dbb", ["S1", "S11"])
+    assert {(s.subject, s.action) for s in seqs} == {
+        ("S1", "Walking 1"),
+        ("S1", "Directions"),
+        ("S11", "Walking 1"),
+    }  # S11 Directions skipped
+    s = next(q for q in seqs if q.action == "Walking 1")
+    assert s.pose_3d.shape == (60, 17, 3) and s.pose_2d.shape == (60, 17, 2)
+    # the normalised 2-D is the projection of the camera-space 3-D (root added back)
+    cam = cams[s.subject][s.camera]
+    world = coll[s.subject][s.action].astype(np.float64)
+    np.testing.assert_allclose(
+        s.pose_3d, cam.world_to_camera(world) - cam.world_to_camera(world)[:, :1], atol=1e-5
+    )
+    px = cam.project(cam.world_to_camera(world))
+    np.testing.assert_allclose(
+        image_coordinates(s.pose_2d.astype(np.float64), cam.res_w, cam.res_h), px, atol=1e-3
+    )
