@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from liftpose.metrics import functional as F
+
 
 def mpjpe_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean per-joint position error of ``(B, T, J, 3)`` tensors."""
@@ -36,9 +38,7 @@ def weighted_mpjpe_loss(
 
 def n_mpjpe_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """MPJPE after the optimal per-pose scale of the prediction, ``(B, T, J, 3)``."""
-    num = (pred * target).sum(dim=(-1, -2), keepdim=True)
-    den = (pred * pred).sum(dim=(-1, -2), keepdim=True).clamp_min(1e-8)
-    return mpjpe_loss(num / den * pred, target)
+    return F.n_mpjpe(pred.flatten(0, 1), target.flatten(0, 1))
 
 
 def velocity_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

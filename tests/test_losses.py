@@ -1,0 +1,40 @@
+"""Training losses and their weighted combination."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from liftpose.losses import CompositeLoss, temporal_consistency_loss, velocity_loss
+
+
+def test_composite_loss_is_the_weighted_sum():
+    torch.manual_seed(0)
+    pred, target = torch.randn(4, 5, 17, 3), torch.randn(4, 5, 17, 3)
+    w = [1.0] * 17
+    w[3] = 4.0
+    loss = CompositeLoss(
+        {
+            "mpjpe": {"weight": 1.0},
+            "velocity": {"weight": 2.0},
+            "weighted_mpjpe": {"weight": 0.5, "joint_weights": w},
+            "n_mpjpe": {"weight": 0.0},
+        }
+    )
+    total, parts = loss(pred, target)
+    assert set(parts) == {"mpjpe", "velocity", "weighted_mpjpe"}  # weight 0 is skipped
+    err = torch.linalg.vector_norm(pred - target, dim=-1)  # (B, T, J)
+    verr = torch.linalg.vector_norm(pred.diff(dim=1) - target.diff(dim=1), dim=-1)
+    expected = err.mean() + 2.0 * verr.mean() + 0.5 * (err * torch.tensor(w)).mean()
+    torch.testing.assert_close(total, expected)
+
+
+def test_single_frame_temporal_terms_are_zero_and_errors_are_clear():
+    x = torch.randn(2, 1, 17, 3)
+    assert velocity_loss(x, x + 1) == 0 and temporal_consistency_loss(x, x) == 0
+    with pytest.raises(ValueError, match="unknown loss term 'l2'"):
+        CompositeLoss({"l2": {"weight": 1.0}})
+    with pytest.raises(ValueError, match="weight 0"):
+        CompositeLoss({"mpjpe": {"weight": 0.0}})
+    with pytest.raises(ValueError, match="differ in shape"):
+        CompositeLoss({"mpjpe": {}})(torch.zeros(2, 1, 17, 3), torch.zeros(2, 9, 17, 3))
