@@ -19,7 +19,8 @@ help:
 	@echo "make clean   - remove run outputs and caches"
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "liftpose needs Python >= 3.10 (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "could not create $(VENV): install the venv module (Debian: python3-venv)"; exit 1; }
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install $(TORCH_SPEC)

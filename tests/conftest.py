@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+#: Real data and official-implementation fixtures (``data/``, ``fixtures/``): ``../shared`` beside
+#: the repository, or ``$LIFTPOSE_SHARED``. Tests that need them skip with a reason without them.
 SHARED = Path(os.environ.get("LIFTPOSE_SHARED", REPO.parent / "shared"))
 
 # A standing pose in the 17-joint layout, metres, Z up, pelvis at 1 m.
@@ -56,19 +58,3 @@ def tiny_root(tmp_path_factory) -> Path:
     cams, pos2d = capture(coll)
     write_dataset(root, "tiny", coll, pos2d, cams)
     return root
-
-
-@pytest.fixture
-def shared_data() -> Path:
-    d = SHARED / "data"
-    if not d.exists():
-        pytest.skip(f"real data not present at {d} (it ships beside the repository, not in it)")
-    return d
-
-
-@pytest.fixture
-def official_fixtures() -> Path:
-    d = SHARED / "fixtures" / "official"
-    if not d.exists():
-        pytest.skip(f"official-implementation fixtures not present at {d}")
-    return d

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -30,6 +29,8 @@ from liftpose.data.mocap import (
 from liftpose.data.mocap.bvh import bvh_forward_kinematics
 from liftpose.data.skeleton import H36M17
 
+from .conftest import SHARED
+
 HDM05_CLIPS = (
     "HDM_bd_squat1Reps_001_120.amc",
     "HDM_bk_grabHighR_005_120.amc",
@@ -45,12 +46,11 @@ PELVIS, HEAD, RHIP, RKNEE, RFOOT, LHIP, LKNEE, LFOOT = 0, 10, 1, 2, 3, 4, 5, 6
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    env = os.environ.get("LIFTPOSE_SHARED_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    root = SHARED / "data"
     if not (root / "hdm05").is_dir() or not (root / "bandai1" / "data").is_dir():
         pytest.skip(
             f"real mocap data not found at {root} (expects hdm05/ and bandai1/data/; "
-            "set LIFTPOSE_SHARED_DATA to its location)"
+            "set LIFTPOSE_SHARED to the folder holding data/)"
         )
     return root
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +20,11 @@ from liftpose.models.official import (
     load_checkpoint,
 )
 
+from .conftest import SHARED
+
 
 def _fixture_root() -> Path:
-    env = os.environ.get("LIFTPOSE_SHARED_FIXTURES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official"
+    return SHARED / "fixtures" / "official"
 
 
 def _official_fixture(model: str) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -34,9 +32,7 @@ def _official_fixture(model: str) -> tuple[dict, dict[str, np.ndarray], dict[str
     needed = [folder / n for n in ("config.json", "state_dict.npz", "io.npz")]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
-        pytest.skip(
-            f"official {model} fixtures not found: {missing} (set LIFTPOSE_SHARED_FIXTURES)"
-        )
+        pytest.skip(f"official {model} fixtures not found: {missing} (set LIFTPOSE_SHARED)")
     config = json.loads(needed[0].read_text())
     with np.load(needed[1]) as sd, np.load(needed[2]) as io:
         return config, {k: sd[k] for k in sd.files}, {k: io[k] for k in io.files}

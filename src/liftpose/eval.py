@@ -14,11 +14,20 @@ import time
 import hydra
 import lightning as L  # noqa: F401
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from liftpose.data.errors import DataError
-from liftpose.train import build, collect_metrics, output_dir, seed_run, write_metrics
+from liftpose.errors import ConfigError, DataError
+from liftpose.train import (
+    build,
+    collect_metrics,
+    fail,
+    finish_loggers,
+    output_dir,
+    seed_run,
+    write_metrics,
+)
 from liftpose.utils.run import CONF_DIR, instantiate_group
 
 
@@ -38,9 +47,11 @@ def run_eval(cfg: DictConfig) -> dict:
     merged.trainer = cfg.trainer
     merged.paths = cfg.paths
     merged.seed = cfg.seed
+    merged.task_name = cfg.task_name
     seed_run(merged)
     datamodule, module = build(merged)
     module.load_state_dict(ckpt["state_dict"])
+    datamodule.prepare_data()
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
     trainer.test(module, datamodule=datamodule, verbose=False)
@@ -57,13 +68,17 @@ def run_eval(cfg: DictConfig) -> dict:
             time.time() - t0,
         )
         print(f"metrics written to {out / 'metrics.json'}")
+    finish_loggers(loggers)
     return doc
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def main(cfg: DictConfig) -> None:
     OmegaConf.set_struct(cfg, False)
-    run_eval(cfg)
+    try:
+        run_eval(cfg)
+    except (DataError, ConfigError, InstantiationException) as err:
+        fail(err, output_dir(cfg))
 
 
 if __name__ == "__main__":

@@ -75,27 +75,58 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--normalised", action="store_true", help="keypoints already normalised")
     ap.add_argument("--out", default="poses_3d.npz")
     args = ap.parse_args(argv)
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        out = out.with_name(out.name + ".npz")  # what np.savez writes
     try:
-        with np.load(args.keypoints) as f:
-            if "keypoints" not in f.files:
-                raise DataError(args.keypoints, "keypoints", f"missing; found {f.files}")
-            kp = f["keypoints"].astype(np.float64)
-        if kp.ndim != 3 or kp.shape[-1] != 2:
-            raise DataError(args.keypoints, "keypoints", f"expected (T, J, 2), got {kp.shape}")
-        if not np.isfinite(kp).all():
-            raise DataError(args.keypoints, "keypoints", "contains NaN/inf")
+        kp = read_keypoints(args.keypoints)
         if not args.normalised:
             if args.width is None or args.height is None:
-                raise DataError(args.keypoints, "keypoints", "pixels need --width and --height")
+                raise DataError(
+                    args.keypoints,
+                    "keypoints",
+                    "pixels need --width and --height (or pass --normalised)",
+                )
             kp = normalize_screen_coordinates(kp, args.width, args.height)
+        if not Path(args.checkpoint).is_file():
+            raise DataError(args.checkpoint, "file", "checkpoint not found")
         module, cfg = load_module(args.checkpoint)
+        joints = getattr(module.model, "num_joints", kp.shape[1])
+        if kp.shape[1] != joints:
+            raise DataError(
+                args.keypoints,
+                "keypoints",
+                f"{kp.shape[1]} joints, but the model was trained on {joints}",
+            )
         poses = lift(module, cfg, kp)
-    except DataError as e:
-        print(f"liftpose-infer: {e}", file=sys.stderr)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(out, poses_3d=poses)
+    except (DataError, OSError) as e:
+        print(f"liftpose-infer: error: {e}", file=sys.stderr)
         return 2
-    np.savez(args.out, poses_3d=poses)
-    print(f"wrote {args.out}: poses_3d {poses.shape}")
+    print(f"wrote {out}: poses_3d {poses.shape}")
     return 0
+
+
+def read_keypoints(path: str | Path) -> np.ndarray:
+    """``keypoints`` ``(T, J, 2)`` from an ``.npz``, checked (a clear error names what is wrong)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(p, "file", "keypoints file not found")
+    try:
+        with np.load(p) as f:
+            if "keypoints" not in f.files:
+                raise DataError(p, "keypoints", f"missing key; the file has {f.files}")
+            kp = f["keypoints"].astype(np.float64)
+    except DataError:
+        raise
+    except Exception as e:  # truncated or not an npz
+        raise DataError(p, "keypoints", f"unreadable file ({type(e).__name__}: {e})") from e
+    if kp.ndim != 3 or kp.shape[-1] != 2 or len(kp) == 0:
+        raise DataError(p, "keypoints", f"expected (T, J, 2), got {kp.shape}")
+    if not np.isfinite(kp).all():
+        raise DataError(p, "keypoints", "contains NaN/inf")
+    return kp
 
 
 if __name__ == "__main__":

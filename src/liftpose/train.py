@@ -8,6 +8,9 @@ liftpose-train ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt   # resume
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,9 +19,11 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from liftpose.errors import ConfigError, DataError
 from liftpose.utils.io import atomic_write_text
 from liftpose.utils.run import (
     CONF_DIR,
@@ -43,7 +48,35 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
         cfg.module, model=model, flip_permutation=datamodule.skeleton.flip_permutation.tolist()
     )
     module.run_config = to_container(cfg)
+    check_compatible(datamodule, model)
     return datamodule, module
+
+
+def check_compatible(datamodule: Any, model: Any) -> None:
+    """Fail early, naming the config keys, when the data cannot feed the model."""
+    hp = datamodule.hparams
+    joints = getattr(model, "num_joints", None)
+    if joints is not None and joints != datamodule.num_joints:
+        raise ConfigError(
+            f"model.num_joints={joints} but data.layout={hp.layout} has "
+            f"{datamodule.num_joints} joints"
+        )
+    chans = getattr(model, "in_channels", None)
+    if chans is not None and chans != 2:
+        raise ConfigError(
+            f"model.in_chans={chans} but the lifting data gives 2-D keypoints (2 channels)"
+        )
+    frames = getattr(model, "receptive_field", None)
+    if frames is not None and frames != hp.receptive_field:
+        raise ConfigError(
+            f"the model takes {frames} frames but data.receptive_field="
+            f"{hp.receptive_field} (set both with frames=...)"
+        )
+    mode = getattr(model, "output_mode", "centre")
+    if mode == "centre" and hp.target == "sequence":
+        raise ConfigError(
+            f"{type(model).__name__} predicts the centre frame only; set data.target=centre"
+        )
 
 
 def collect_metrics(trainer: L.Trainer, module: L.LightningModule) -> dict[str, float]:
@@ -66,9 +99,10 @@ def write_metrics(
         "params_m": round(n / 1e6, 4),
         "seed": cfg.get("seed"),
         "git_commit": git_commit(),
-        "data_fingerprint": datamodule.fingerprint(),
+        "data_fingerprint": datamodule.data_fingerprint(),
         "ckpt_path": ckpt,
         "seconds": round(seconds, 1),
+        "fast_dev_run": bool(cfg.get("trainer", {}).get("fast_dev_run", False)),
         "config": to_container(cfg),
     }
     atomic_write_text(path, json.dumps(doc, indent=2, default=str))
@@ -90,6 +124,8 @@ def run_train(cfg: DictConfig) -> dict:
     torch.set_float32_matmul_precision("high")
     out = output_dir(cfg)
     datamodule, module = build(cfg)
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        datamodule.prepare_data()  # read and check the data before loggers and trainer start
     loggers = instantiate_group(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg, has_logger=bool(loggers))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -104,6 +140,9 @@ def run_train(cfg: DictConfig) -> dict:
         cb = trainer.checkpoint_callback
         if cfg.get("train", True) and which in ("best", "last") and cb is not None:
             ckpt = (cb.best_model_path if which == "best" else cb.last_model_path) or None
+            if ckpt is None and which == "last" and cb.dirpath is not None:
+                last = Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
+                ckpt = str(last) if last.exists() else None  # spawned ranks do not report it
         elif not cfg.get("train", True):
             ckpt = cfg.get("ckpt_path")
         trainer.test(
@@ -120,16 +159,42 @@ def run_train(cfg: DictConfig) -> dict:
                 time.time() - t0,
             )
             print(f"metrics written to {out / 'metrics.json'}")
-    for lg in loggers:
-        if hasattr(lg, "experiment") and type(lg).__name__ == "WandbLogger":
-            lg.experiment.finish()
+    finish_loggers(loggers)
     return doc
+
+
+def finish_loggers(loggers: list[Any]) -> None:
+    """Close wandb runs so that the next job of a multirun starts clean."""
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger":
+            lg.experiment.finish()
+
+
+def fail(err: Exception, run_dir: Path | None = None) -> None:
+    """Report a data or configuration error in one line and exit with status 2.
+
+    A run folder that holds nothing but Hydra's record of the config (and empty logger
+    folders) is removed, so a run that never started leaves nothing behind.
+    """
+    if isinstance(err, InstantiationException):
+        if not isinstance(err.__cause__, (DataError, ConfigError)):
+            raise err  # a genuine bug: keep the traceback
+        err = err.__cause__
+    if run_dir is not None and run_dir.is_dir():
+        files = [p for p in run_dir.rglob("*") if p.is_file() and ".hydra" not in p.parts]
+        if not files:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    print(f"{Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
+    sys.exit(2)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     OmegaConf.set_struct(cfg, False)
-    doc = run_train(cfg)
+    try:
+        doc = run_train(cfg)
+    except (DataError, ConfigError, InstantiationException) as err:
+        fail(err, output_dir(cfg))
     return doc.get("metrics", {}).get("test/mpjpe")
 
 

@@ -13,8 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
@@ -24,17 +22,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("embedded", help="write the virtual-capture dataset of the packaged sample")
-    e.add_argument("--root", default="data/hdm05")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--root", default="data/hdm05", help="output folder (default: %(default)s)")
+    e.add_argument("--seed", type=int, default=0, help="capture seed (default: %(default)s)")
     s = sub.add_parser("hdm05-sample", help="rebuild the packaged HDM05 sample from ASF/AMC files")
-    s.add_argument("--src", required=True)
-    s.add_argument("--out", default=None)
-    s.add_argument("--fps", type=float, default=50.0)
+    s.add_argument("--src", required=True, help="folder with HDM_<actor>.asf and *.amc files")
+    s.add_argument("--out", default=None, help="output .npz (default: the packaged sample)")
+    s.add_argument("--fps", type=float, default=50.0, help="target rate (default: %(default)s)")
     i = sub.add_parser("info", help="summarise a dataset in the VideoPose3D layout")
-    i.add_argument("--root", required=True)
-    i.add_argument("--name", default="h36m")
-    i.add_argument("--keypoints", default="gt")
-    i.add_argument("--subjects", nargs="+", default=None)
+    i.add_argument("--root", required=True, help="folder holding the data_*.npz files")
+    i.add_argument(
+        "--name",
+        default="h36m",
+        help="dataset name in the file names (h36m, hdm05, ...; default: %(default)s)",
+    )
+    i.add_argument("--keypoints", default="gt", help="2-D source (default: %(default)s)")
+    i.add_argument("--subjects", nargs="+", default=None, help="default: all in the 3-D file")
     args = ap.parse_args(argv)
 
     from liftpose.data.errors import DataError
@@ -52,11 +54,11 @@ def main(argv: list[str] | None = None) -> int:
             out = build_hdm05_sample(Path(args.src), Path(args.out or sample_path()), fps=args.fps)
             print(f"wrote {out}")
         elif args.cmd == "info":
-            from liftpose.data.h36m import load_sequences
+            from liftpose.data.h36m import dataset_files, load_sequences
 
             subjects = args.subjects
             if subjects is None:
-                from liftpose.data.h36m import _load_npz_dict, dataset_files
+                from liftpose.data.h36m import _load_npz_dict
 
                 p3 = dataset_files(args.root, args.name, args.keypoints)["3d"]
                 subjects = sorted(k for k in _load_npz_dict(p3, "positions_3d") if k[:2] != "__")
@@ -65,8 +67,13 @@ def main(argv: list[str] | None = None) -> int:
             groups = sorted({s.action_group for s in seqs})
             print(f"{len(seqs)} sequences, {frames} frames, subjects {subjects}")
             print(f"action groups ({len(groups)}): {', '.join(groups)}")
-            err = np.mean([np.abs(s.pose_2d).max() for s in seqs])
-            print(f"mean max |2-D| (normalised): {err:.3f}")
+            from liftpose.data.camera import load_cameras
+
+            pc = dataset_files(args.root, args.name, args.keypoints)["cameras"]
+            cams = load_cameras(pc if pc.exists() or args.name != "h36m" else None)
+            for subject in subjects:
+                desc = ", ".join(f"{c.id} ({c.res_w}x{c.res_h})" for c in cams[subject].values())
+                print(f"cameras of {subject}: {desc}")
     except DataError as err:
         print(f"liftpose-data: {err}", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from liftpose.data.errors import DataError
+from liftpose.data.errors import ConfigError, DataError
 from liftpose.data.h36m import Sequence, dataset_files, file_fingerprint, load_sequences
 from liftpose.data.skeleton import get_layout, to_layout
 from liftpose.data.windows import flip_pose, window_indices, window_offsets
@@ -114,8 +114,9 @@ class WindowDataset(Dataset):
         pose_3d = torch.from_numpy(arrays.pose_3d).reshape(n, j * 3)
         if flip_augment:
             # rows N..2N-1 hold the mirrored poses, so a flip is an index offset in the gather
-            perm = torch.as_tensor(flip_permutation if flip_permutation is not None
-                                   else np.arange(j))
+            perm = torch.as_tensor(
+                flip_permutation if flip_permutation is not None else np.arange(j)
+            )
             pose_2d = torch.cat([pose_2d, flip_pose(pose_2d.view(n, j, 2), perm).view(n, -1)])
             pose_3d = torch.cat([pose_3d, flip_pose(pose_3d.view(n, j, 3), perm).view(n, -1)])
         self.pose_2d, self.pose_3d = pose_2d.contiguous(), pose_3d.contiguous()
@@ -154,8 +155,14 @@ class WindowDataset(Dataset):
         else:
             y = self.pose_3d.index_select(0, rows.view(-1)).view(b, t, j, 3)
             frames = local
-        return {"pose_2d": x, "pose_3d": y, "action": self.seq_action[seq], "seq": seq,
-                "frame": centre, "frames": frames}
+        return {
+            "pose_2d": x,
+            "pose_3d": y,
+            "action": self.seq_action[seq],
+            "seq": seq,
+            "frame": centre,
+            "frames": frames,
+        }
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {k: v[0] for k, v in self.__getitems__([index]).items()}
@@ -215,6 +222,14 @@ class LiftingDataModule(L.LightningDataModule):
         self.test_subjects = list(test_subjects or ["S9", "S11"])
         self.skeleton = get_layout(layout)
         self.splits: dict[str, SplitArrays] = {}
+        self._content_hash: str | None = None
+        if receptive_field < 1 or receptive_field % 2 == 0:
+            raise ConfigError(
+                f"data.receptive_field (set by frames=...) must be a positive odd "
+                f"number of frames, got {receptive_field}"
+            )
+        if target not in ("centre", "sequence"):
+            raise ConfigError(f"data.target must be 'centre' or 'sequence', got {target!r}")
 
     # ------------------------------------------------------------------ preparation
     def _input_files(self) -> list[Path]:
@@ -262,9 +277,15 @@ class LiftingDataModule(L.LightningDataModule):
             )
             for split, subjects in (("train", self.train_subjects), ("test", self.test_subjects))
         }
+        content = hashlib.sha1()
+        for split in ("train", "test"):
+            for k in ("pose_2d", "pose_3d", "seq_len", "seq_action"):
+                content.update(np.ascontiguousarray(getattr(splits[split], k)).data)
+            content.update(json.dumps(splits[split].seq_names).encode())
         with atomic_path(path, suffix=".tmp.h5") as tmp:
             with h5py.File(tmp, "w") as f:
                 f.attrs["fingerprint"] = self.fingerprint()
+                f.attrs["content_hash"] = content.hexdigest()[:16]
                 for split, arrays in splits.items():
                     arrays.save(f.create_group(split))
 
@@ -277,8 +298,15 @@ class LiftingDataModule(L.LightningDataModule):
         try:
             with h5py.File(path, "r") as f:
                 self.splits = {k: SplitArrays.load(f[k]) for k in ("train", "test")}
+                self._content_hash = str(f.attrs.get("content_hash", ""))
         except (OSError, KeyError) as e:
             raise DataError(path, "cache", f"unreadable cache ({e}); delete it to rebuild") from e
+
+    def data_fingerprint(self) -> str:
+        """Hash of the prepared arrays' contents (train and test): equal data, equal hash,
+        wherever the files live."""
+        self.setup()
+        return self._content_hash or ""
 
     # ------------------------------------------------------------------ loaders
     @property

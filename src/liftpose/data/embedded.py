@@ -75,6 +75,7 @@ def ensure_embedded(root: str | Path, name: str = "hdm05", cfg: dict | None = No
     files = [*dataset_files(root, name, "gt").values(), dataset_files(root, name, "det")["2d"]]
     if stamp.exists() and stamp.read_text() == digest and all(f.exists() for f in files):
         return root
+    print(f"liftpose: filming the embedded HDM05 sample into {root} (virtual capture)")
     collection = load_sample()
     cameras, pos2d = capture(collection, cc)
     write_dataset(root, name, collection, pos2d, cameras)

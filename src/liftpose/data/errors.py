@@ -1,19 +1,5 @@
-"""One error type for bad input: it always names the file and the field at fault."""
+"""Data errors (defined in :mod:`liftpose.errors`)."""
 
-from __future__ import annotations
+from liftpose.errors import ConfigError, DataError
 
-from pathlib import Path
-
-
-class DataError(ValueError):
-    """Raised for malformed or missing input data.
-
-    The message always starts with ``<file>: <field>:`` so that a researcher sees at once which
-    file and which entry (key, subject, camera, array) is at fault.
-    """
-
-    def __init__(self, path: str | Path | None, field: str, message: str) -> None:
-        self.path = None if path is None else str(path)
-        self.field = field
-        where = self.path if self.path is not None else "<in-memory>"
-        super().__init__(f"{where}: {field}: {message}")
+__all__ = ["ConfigError", "DataError"]

@@ -50,7 +50,7 @@ class Sequence:
 
 def _load_npz_dict(path: Path, key: str) -> dict:
     if not path.exists():
-        raise DataError(path, "file", "not found (point data.root at the folder holding it)")
+        raise DataError(path, "file", "not found (point data.root or --root at its folder)")
     try:
         with np.load(path, allow_pickle=True) as f:
             if key not in f.files:

@@ -412,7 +412,9 @@ def convert_main(argv: Sequence[str] | None = None) -> int:
         prog="liftpose-convert",
         description="Convert an official checkpoint into a liftpose state_dict.",
     )
-    parser.add_argument("name", help="official model name (e.g. poseformer)")
+    parser.add_argument(
+        "name", help=f"official model name; registered: {', '.join(available_official())}"
+    )
     parser.add_argument("checkpoint", type=Path, help="official .pth/.bin/.npz checkpoint")
     parser.add_argument(
         "--config",
@@ -424,6 +426,7 @@ def convert_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
+        get_official(args.name)  # an unknown name fails before any file is read
         official_args = _read_constructor_args(args.config)
         sd = load_checkpoint(args.checkpoint)
         ours, model_args = convert_state_dict(args.name, sd, official_args)

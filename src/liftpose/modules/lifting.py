@@ -76,15 +76,22 @@ class LiftingModule(L.LightningModule):
                 self.flip_perm = torch.as_tensor(dm.skeleton.flip_permutation)
         if not self.action_names:
             raise RuntimeError("LiftingModule needs a datamodule with action_names")
-        mode = getattr(self.model, "output_mode", "centre")
-        target = getattr(getattr(dm, "hparams", None), "target", None)
-        if mode == "centre" and target == "sequence":
-            raise ValueError(
-                f"{type(self.model).__name__} predicts the centre frame only; set "
-                "data.target=centre"
-            )
         self.val_metrics = pose_metrics(self.action_names)
         self.test_metrics = pose_metrics(self.action_names)
+
+    def _log_config(self) -> None:
+        """Give every logger the resolved run config, once per process (rank zero)."""
+        config = getattr(self, "run_config", None)
+        if config is not None and not getattr(self, "_config_logged", False):
+            for lg in self.loggers:
+                lg.log_hyperparams(config)
+            self._config_logged = True
+
+    def on_fit_start(self) -> None:
+        self._log_config()
+
+    def on_test_start(self) -> None:
+        self._log_config()
 
     @property
     def num_params(self) -> int:
@@ -154,11 +161,21 @@ class LiftingModule(L.LightningModule):
                 if "/action/" not in k and torch.isfinite(v)
             }
         self.val_metrics.reset()
-        self.log_dict(
-            {f"val/{k.replace('/avg', '')}": v for k, v in res.items() if k.endswith("/avg")},
+        self._log_synced(
+            {
+                f"val/{k.replace('/avg', '')}": float(v)
+                for k, v in res.items()
+                if k.endswith("/avg")
+            },
             prog_bar=True,
-            sync_dist=False,
         )
+
+    def _log_synced(self, values: dict[str, float], **kwargs: Any) -> None:
+        """Log epoch values that the metrics already gathered across processes (no reduction,
+        and no reminder to reduce them)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+            self.log_dict(values, sync_dist=False, **kwargs)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, self.test_metrics)
@@ -167,7 +184,7 @@ class LiftingModule(L.LightningModule):
         res = {k: float(v) for k, v in self.test_metrics.compute().items()}
         self.test_metrics.reset()
         self.test_results = res
-        self.log_dict({f"test/{k.replace('/avg', '')}": v for k, v in res.items()}, sync_dist=False)
+        self._log_synced({f"test/{k.replace('/avg', '')}": v for k, v in res.items()})
         if self.trainer.is_global_zero:
             from rich.console import Console
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 from typing import Any
+
+from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 
 def has_wandb_key() -> bool:
@@ -39,3 +44,28 @@ def make_wandb_logger(**kwargs: Any):
             f"{kwargs.get('save_dir', '.')}/wandb/offline-run-*`"
         )
     return logger
+
+
+class _AppendingWriter(ExperimentWriter):
+    """CSV writer that continues an existing ``metrics.csv`` (its columns included)."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys = sorted(next(csv.reader(f), []))
+
+
+class CSVLogger(_LightningCSVLogger):
+    """Lightning's CSV logger, but appending to the run's ``metrics.csv`` instead of deleting it.
+
+    Each stage of a run whose processes are spawned (``trainer=ddp_sim``: fit, then test) and
+    each resumed run opens the log again; all of them end up in one file.
+    """
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> _AppendingWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment

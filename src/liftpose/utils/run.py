@@ -10,6 +10,19 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+
+def _register_resolvers() -> None:
+    """Resolvers used by conf/: ``${abspath:...}`` and ``${layout_joints:h36m17}``."""
+    from liftpose.data.skeleton import get_layout
+
+    if not OmegaConf.has_resolver("abspath"):
+        OmegaConf.register_new_resolver("abspath", lambda p: str(Path(p).expanduser().resolve()))
+    if not OmegaConf.has_resolver("layout_joints"):
+        OmegaConf.register_new_resolver("layout_joints", lambda name: get_layout(name).num_joints)
+
+
+_register_resolvers()
+
 CONF_DIR = Path(os.environ.get("LIFTPOSE_CONF_DIR", Path(__file__).resolve().parents[3] / "conf"))
 
 
