@@ -332,3 +332,14 @@ def test_human36m_layout_with_packaged_calibration(tmp_path):
     np.testing.assert_allclose(
         image_coordinates(s.pose_2d.astype(np.float64), cam.res_w, cam.res_h), px, atol=1e-3
     )
+
+
+def test_data_fingerprint_follows_content_not_location(tiny_root, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_root, copy, ignore=shutil.ignore_patterns("cache*"))
+    a, b = make_dm(tiny_root), make_dm(copy, cache_dir=str(copy / "cache"))
+    assert a.fingerprint() != b.fingerprint()  # cache keys differ (another folder)
+    assert a.data_fingerprint() == b.data_fingerprint() != ""
+    assert make_dm(tiny_root, keypoints="det").data_fingerprint() != a.data_fingerprint()

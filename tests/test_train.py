@@ -173,3 +173,43 @@ def test_data_cli_info(tiny_root, capsys):
     assert data_main(["info", "--root", str(tiny_root), "--name", "tiny", "--keypoints", "gt"]) == 0
     assert "36 sequences" in capsys.readouterr().out
     assert data_main(["info", "--root", str(tiny_root), "--name", "nope"]) == 2
+
+
+def test_cli_reports_bad_config_in_one_line_and_leaves_no_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, LIFTPOSE_ROOT=str(tmp_path))
+    for args, expected in (
+        (["frames=8"], "data.receptive_field (set by frames=...) must be a positive odd"),
+        (["data=h36m", f"data.root={tmp_path}/nowhere"], "data_3d_h36m.npz: file: not found"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "liftpose.train", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert expected in proc.stderr
+        assert "Traceback" not in proc.stderr
+    runs = tmp_path / "logs" / "train" / "runs"
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_csv_logger_appends_across_stages(tmp_path):
+    import csv
+
+    from liftpose.utils.loggers import CSVLogger
+
+    first = CSVLogger(save_dir=str(tmp_path), name="csv", version="")
+    first.log_metrics({"train/loss": 1.0}, step=0)
+    first.save()
+    second = CSVLogger(save_dir=str(tmp_path), name="csv", version="")  # e.g. the test stage
+    second.log_metrics({"test/mpjpe": 50.0}, step=1)
+    second.save()
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
+    assert [r["train/loss"] for r in rows] == ["1.0", ""]
+    assert [r["test/mpjpe"] for r in rows] == ["", "50.0"]
