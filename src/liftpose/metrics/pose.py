@@ -293,7 +293,26 @@ class MPJVE(PoseMetric):
         return errors, frames.action[1:][consecutive]
 
 
-class PCK(PoseMetric):
+class _PercentMetric(PoseMetric):
+    """Base of the percentage metrics: higher is better, 0-100, optional joint subset."""
+
+    higher_is_better: ClassVar[bool | None] = True
+    plot_upper_bound: ClassVar[float | None] = 100.0
+
+    def __init__(
+        self,
+        action_names: Sequence[str],
+        scale: float = 1000.0,
+        *,
+        joints: Sequence[int] | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(action_names, scale, name=name, **kwargs)
+        self.joints = None if joints is None else tuple(int(j) for j in joints)
+
+
+class PCK(_PercentMetric):
     """Percentage (0-100) of joints with error ``<= threshold`` (scaled unit, default 150 mm).
 
     Args:
@@ -303,28 +322,16 @@ class PCK(PoseMetric):
     """
 
     name: ClassVar[str] = "pck"
-    higher_is_better: ClassVar[bool | None] = True
-    plot_upper_bound: ClassVar[float | None] = 100.0
 
-    def __init__(
-        self,
-        action_names: Sequence[str],
-        scale: float = 1000.0,
-        *,
-        threshold: float = 150.0,
-        joints: Sequence[int] | None = None,
-        name: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(action_names, scale, name=name, **kwargs)
+    def __init__(self, *args: Any, threshold: float = 150.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.threshold = float(threshold)
-        self.joints = None if joints is None else tuple(int(j) for j in joints)
 
     def _per_sample(self, pred: Tensor, target: Tensor) -> Tensor:
         return F.pck_per_sample(pred, target, self.threshold, self.joints)
 
 
-class AUC(PoseMetric):
+class AUC(_PercentMetric):
     """Area under the PCK curve (0-100), thresholds 0, 5, ..., 150 (scaled unit) by default.
 
     Args:
@@ -334,25 +341,15 @@ class AUC(PoseMetric):
     """
 
     name: ClassVar[str] = "auc"
-    higher_is_better: ClassVar[bool | None] = True
-    plot_upper_bound: ClassVar[float | None] = 100.0
 
     def __init__(
-        self,
-        action_names: Sequence[str],
-        scale: float = 1000.0,
-        *,
-        thresholds: Sequence[float] | None = None,
-        joints: Sequence[int] | None = None,
-        name: str | None = None,
-        **kwargs: Any,
+        self, *args: Any, thresholds: Sequence[float] | None = None, **kwargs: Any
     ) -> None:
-        super().__init__(action_names, scale, name=name, **kwargs)
+        super().__init__(*args, **kwargs)
         thr = F.DEFAULT_AUC_THRESHOLDS if thresholds is None else thresholds
         self.thresholds = tuple(float(t) for t in thr)
         if not self.thresholds:
             raise ValueError("AUC: `thresholds` must be non-empty")
-        self.joints = None if joints is None else tuple(int(j) for j in joints)
 
     def _per_sample(self, pred: Tensor, target: Tensor) -> Tensor:
         return F.auc_per_sample(pred, target, self.thresholds, self.joints)
