@@ -104,12 +104,16 @@ class LiftingModule(L.LightningModule):
     # ------------------------------------------------------------------ training
     @staticmethod
     def _match(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Centre frame of a sequence prediction when the target is one frame."""
+        """Centre frame of a sequence prediction when the target is one frame.
+
+        ``pred``: ``(B, T_out, J, 3)``; ``target``: ``(B, 1 | T_out, J, 3)``.
+        """
         if pred.shape[1] != target.shape[1] and target.shape[1] == 1:
             return pred[:, pred.shape[1] // 2 :][:, :1]
         return pred
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """``batch["pose_2d"]``: ``(B, T, J, 2)``; ``batch["pose_3d"]``: ``(B, 1 | T, J, 3)``."""
         x, y = batch["pose_2d"], batch["pose_3d"]
         pred = self._match(self.model(x), y)
         total, parts = self.loss(pred, y)
@@ -121,7 +125,7 @@ class LiftingModule(L.LightningModule):
 
     # ------------------------------------------------------------------ evaluation
     def predict_eval(self, x: torch.Tensor) -> torch.Tensor:
-        """Evaluation prediction ``(B, T_out, J, 3)`` with optional flip averaging."""
+        """``(B, T, J, C_in)`` -> ``(B, T_out, J, 3)``, root zeroed, optionally flip-averaged."""
         pred = self.model(x)
         if self.hparams.test_flip:
             flipped = self.model(flip_pose(x, self.flip_perm))
@@ -131,6 +135,7 @@ class LiftingModule(L.LightningModule):
         return pred
 
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: nn.Module) -> None:
+        """Score a batch (as in :meth:`training_step`); every output frame counts once."""
         x, y = batch["pose_2d"], batch["pose_3d"]
         pred = self._match(self.predict_eval(x), y).float()
         t = y.shape[1]
