@@ -154,14 +154,6 @@ class Camera:
         """Points ``(..., 3)`` in this camera's frame to world coordinates."""
         return camera_to_world(x, self.orientation, self.translation)
 
-    def intrinsics_vector(self) -> np.ndarray:
-        """``(9,)`` normalised intrinsics ``[f(2), c(2), k(3), p(2)]`` as used by lifting models."""
-        f = self.focal_length / self.res_w * 2.0
-        c = normalize_screen_coordinates(
-            np.asarray(self.center, dtype=np.float64), self.res_w, self.res_h
-        )
-        return np.concatenate([f, c, self.radial_distortion, self.tangential_distortion])
-
 
 def project_to_2d(
     x: np.ndarray,

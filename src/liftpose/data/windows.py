@@ -42,11 +42,3 @@ def flip_pose(x: torch.Tensor, permutation: torch.Tensor | np.ndarray) -> torch.
     y = x.index_select(-2, perm).clone()
     y[..., 0] = -y[..., 0]
     return y
-
-
-def flip_where(x: torch.Tensor, mask: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
-    """Flip the samples of ``x (B, ..., J, C)`` where ``mask (B,)`` is True."""
-    if not bool(mask.any()):
-        return x
-    shape = (-1,) + (1,) * (x.dim() - 1)
-    return torch.where(mask.view(shape), flip_pose(x, permutation), x)

@@ -64,7 +64,6 @@ class LiftingModule(L.LightningModule):
         )
         self.val_metrics: nn.Module | None = None
         self.test_metrics: nn.Module | None = None
-        self.test_results: dict[str, float] = {}
         self.action_names: list[str] = []
 
     # ------------------------------------------------------------------ set-up
@@ -92,10 +91,6 @@ class LiftingModule(L.LightningModule):
 
     def on_test_start(self) -> None:
         self._log_config()
-
-    @property
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, J, C_in) -> (B, T_out, J, 3)``."""
@@ -188,7 +183,6 @@ class LiftingModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         res = {k: float(v) for k, v in self.test_metrics.compute().items()}
         self.test_metrics.reset()
-        self.test_results = res
         self._log_synced({f"test/{k.replace('/avg', '')}": v for k, v in res.items()})
         if self.trainer.is_global_zero:
             from rich.console import Console
