@@ -10,10 +10,10 @@ import torch
 
 from liftpose.data.capture import CaptureConfig, DetectorNoise, capture, simulate_detector
 from liftpose.data.datamodule import LiftingDataModule, WindowDataset
-from liftpose.data.errors import DataError
 from liftpose.data.h36m import load_sequences, write_dataset
 from liftpose.data.skeleton import H36M17
 from liftpose.data.windows import flip_pose, window_indices, window_offsets
+from liftpose.errors import DataError
 
 from .conftest import synthetic_collection
 

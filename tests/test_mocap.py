@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from liftpose.data.errors import DataError
 from liftpose.data.mocap import (
     HDM05_FPS,
     SAMPLE_PATH,
@@ -28,6 +27,7 @@ from liftpose.data.mocap import (
 )
 from liftpose.data.mocap.bvh import bvh_forward_kinematics
 from liftpose.data.skeleton import H36M17
+from liftpose.errors import DataError
 
 from .conftest import SHARED
 

@@ -9,7 +9,7 @@
     python -m liftpose.bench                      # defaults
     python -m liftpose.bench --frames 27 81 243 --device cuda --precision bf16
 
-bf16 uses autocast (on CPUs with AVX512-BF16 or AMX it is the faster choice too).
+bf16 uses autocast; on the development CPU (AVX512-BF16) it is the faster choice too.
 """
 
 from __future__ import annotations

@@ -12,8 +12,7 @@ from __future__ import annotations
 import time
 
 import hydra
-import lightning as L  # noqa: F401
-import torch
+import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -24,6 +23,7 @@ from liftpose.train import (
     collect_metrics,
     fail,
     finish_loggers,
+    load_run_checkpoint,
     output_dir,
     seed_run,
     write_metrics,
@@ -34,13 +34,7 @@ from liftpose.utils.run import CONF_DIR, instantiate_group
 def run_eval(cfg: DictConfig) -> dict:
     t0 = time.time()
     ckpt_path = str(cfg.ckpt_path)
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise DataError(ckpt_path, "file", "checkpoint not found") from None
-    if "liftpose_config" not in ckpt:
-        raise DataError(ckpt_path, "liftpose_config", "not a liftpose checkpoint")
-    train_cfg = OmegaConf.create(ckpt["liftpose_config"])
+    ckpt, train_cfg = load_run_checkpoint(ckpt_path)
     merged = OmegaConf.merge(
         train_cfg, OmegaConf.create(OmegaConf.to_container(cfg.override, resolve=True) or {})
     )
@@ -63,7 +57,7 @@ def run_eval(cfg: DictConfig) -> dict:
             merged,
             datamodule,
             module,
-            collect_metrics(trainer, module),
+            collect_metrics(trainer),
             ckpt_path,
             time.time() - t0,
         )

@@ -16,26 +16,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from liftpose.data.camera import normalize_screen_coordinates
 from liftpose.data.datamodule import SplitArrays, WindowDataset
-from liftpose.data.errors import DataError
+from liftpose.errors import DataError
 
 
 def load_module(ckpt_path: str | Path):
     """The LightningModule of a liftpose checkpoint, in eval mode, and its run config."""
-    from hydra.utils import instantiate
+    from liftpose.train import build, load_run_checkpoint
 
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    if "liftpose_config" not in ckpt:
-        raise DataError(ckpt_path, "liftpose_config", "not a liftpose checkpoint")
-    cfg = OmegaConf.create(ckpt["liftpose_config"])
-    model = instantiate(cfg.model)
-    dm = instantiate(cfg.data)
-    module = instantiate(
-        cfg.module, model=model, flip_permutation=dm.skeleton.flip_permutation.tolist()
-    )
+    ckpt, cfg = load_run_checkpoint(ckpt_path)
+    _, module = build(cfg)
     module.load_state_dict(ckpt["state_dict"])
     return module.eval(), cfg
 
@@ -88,8 +80,6 @@ def main(argv: list[str] | None = None) -> int:
                     "pixels need --width and --height (or pass --normalised)",
                 )
             kp = normalize_screen_coordinates(kp, args.width, args.height)
-        if not Path(args.checkpoint).is_file():
-            raise DataError(args.checkpoint, "file", "checkpoint not found")
         module, cfg = load_module(args.checkpoint)
         joints = getattr(module.model, "num_joints", kp.shape[1])
         if kp.shape[1] != joints:

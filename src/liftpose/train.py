@@ -52,6 +52,16 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     return datamodule, module
 
 
+def load_run_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
+    """A liftpose checkpoint and the resolved run config it carries."""
+    if not Path(path).is_file():
+        raise DataError(path, "file", "checkpoint not found")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if "liftpose_config" not in ckpt:
+        raise DataError(path, "liftpose_config", "not a liftpose checkpoint")
+    return ckpt, OmegaConf.create(ckpt["liftpose_config"])
+
+
 def check_compatible(datamodule: Any, model: Any) -> None:
     """Fail early, naming the config keys, when the data cannot feed the model."""
     hp = datamodule.hparams
@@ -79,7 +89,8 @@ def check_compatible(datamodule: Any, model: Any) -> None:
         )
 
 
-def collect_metrics(trainer: L.Trainer, module: L.LightningModule) -> dict[str, float]:
+def collect_metrics(trainer: L.Trainer) -> dict[str, float]:
+    """The ``test/*`` values the module logged (gathered over processes by the metrics)."""
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
 
 
@@ -154,7 +165,7 @@ def run_train(cfg: DictConfig) -> dict:
                 cfg,
                 datamodule,
                 module,
-                collect_metrics(trainer, module),
+                collect_metrics(trainer),
                 ckpt,
                 time.time() - t0,
             )

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from liftpose.data.errors import DataError
+from liftpose.errors import DataError
 
 H36M_CAMERA_IDS: tuple[str, ...] = ("54138969", "55011271", "58860488", "60457274")
 CAMERAS_FORMAT = "liftpose-cameras/1"

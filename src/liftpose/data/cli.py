@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--subjects", nargs="+", default=None, help="default: all in the 3-D file")
     args = ap.parse_args(argv)
 
-    from liftpose.data.errors import DataError
+    from liftpose.errors import DataError
 
     try:
         if args.cmd == "embedded":
@@ -54,23 +54,23 @@ def main(argv: list[str] | None = None) -> int:
             out = build_hdm05_sample(Path(args.src), Path(args.out or sample_path()), fps=args.fps)
             print(f"wrote {out}")
         elif args.cmd == "info":
-            from liftpose.data.h36m import dataset_files, load_sequences
+            from liftpose.data.h36m import (
+                dataset_cameras,
+                dataset_files,
+                load_sequences,
+                read_npz_dict,
+            )
 
             subjects = args.subjects
             if subjects is None:
-                from liftpose.data.h36m import _load_npz_dict
-
                 p3 = dataset_files(args.root, args.name, args.keypoints)["3d"]
-                subjects = sorted(k for k in _load_npz_dict(p3, "positions_3d") if k[:2] != "__")
+                subjects = sorted(read_npz_dict(p3, "positions_3d")[0])
             seqs = load_sequences(args.root, args.name, args.keypoints, subjects)
             frames = sum(len(s.pose_3d) for s in seqs)
             groups = sorted({s.action_group for s in seqs})
             print(f"{len(seqs)} sequences, {frames} frames, subjects {subjects}")
             print(f"action groups ({len(groups)}): {', '.join(groups)}")
-            from liftpose.data.camera import load_cameras
-
-            pc = dataset_files(args.root, args.name, args.keypoints)["cameras"]
-            cams = load_cameras(pc if pc.exists() or args.name != "h36m" else None)
+            cams = dataset_cameras(args.root, args.name)
             for subject in subjects:
                 desc = ", ".join(f"{c.id} ({c.res_w}x{c.res_h})" for c in cams[subject].values())
                 print(f"cameras of {subject}: {desc}")

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from liftpose.data.errors import ConfigError, DataError
 from liftpose.data.h36m import Sequence, dataset_files, file_fingerprint, load_sequences
 from liftpose.data.skeleton import get_layout, to_layout
 from liftpose.data.windows import flip_pose, window_indices, window_offsets
+from liftpose.errors import ConfigError, DataError
 from liftpose.utils.io import atomic_path
 
 CACHE_VERSION = 1

@@ -19,8 +19,8 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from liftpose.data.capture import CaptureConfig, DetectorNoise, RigConfig, capture
-from liftpose.data.errors import DataError
 from liftpose.data.h36m import dataset_files, write_dataset
+from liftpose.errors import DataError
 from liftpose.utils.io import atomic_write_text
 
 SAMPLE_NAME = "hdm05_sample.npz"

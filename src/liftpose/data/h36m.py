@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from liftpose.data.camera import Camera, load_cameras, normalize_screen_coordinates, save_cameras
-from liftpose.data.errors import DataError
 from liftpose.data.skeleton import H36M17, reduce_32_to_17
+from liftpose.errors import DataError
 from liftpose.utils.io import atomic_path
 
 #: Sequences known to be corrupted in the Human3.6M release (video of one camera broken).
@@ -48,7 +48,8 @@ class Sequence:
         return self.action.split(" ")[0]
 
 
-def _load_npz_dict(path: Path, key: str) -> dict:
+def read_npz_dict(path: Path, key: str) -> tuple[dict, dict | None]:
+    """``(f[key] as {subject: {action: ...}}, f["metadata"] or None)`` of a VideoPose3D npz."""
     if not path.exists():
         raise DataError(path, "file", "not found (point data.root or --root at its folder)")
     try:
@@ -67,9 +68,7 @@ def _load_npz_dict(path: Path, key: str) -> dict:
         raise DataError(path, key, "expected a pickled dict {subject: {action: ...}}") from None
     if not isinstance(data, dict):
         raise DataError(path, key, f"expected a dict, got {type(data).__name__}")
-    if meta is not None:
-        data["__metadata__"] = meta
-    return data
+    return data, meta
 
 
 def _check_finite(arr: np.ndarray, path: Path, field: str) -> None:
@@ -99,6 +98,12 @@ def dataset_files(root: str | Path, name: str, keypoints: str) -> dict[str, Path
     }
 
 
+def dataset_cameras(root: str | Path, name: str) -> dict[str, dict[str, Camera]]:
+    """``cameras_<name>.json`` of ``root``; for ``h36m`` without one, the packaged calibration."""
+    path = Path(root) / f"cameras_{name}.json"
+    return load_cameras(None if name == "h36m" and not path.exists() else path)
+
+
 def load_sequences(
     root: str | Path,
     name: str,
@@ -110,16 +115,11 @@ def load_sequences(
     """Read the sequences of ``subjects`` (all actions, or those whose group is in ``actions``)."""
     files = dataset_files(root, name, keypoints)
     p3, p2, pc = files["3d"], files["2d"], files["cameras"]
-    pos3d = _load_npz_dict(p3, "positions_3d")
-    pos3d.pop("__metadata__", None)
-    pos2d = _load_npz_dict(p2, "positions_2d")
-    meta = pos2d.pop("__metadata__", None)
+    pos3d, _ = read_npz_dict(p3, "positions_3d")
+    pos2d, meta = read_npz_dict(p2, "positions_2d")
     if meta is not None and int(meta.get("num_joints", 17)) != 17:
         raise DataError(p2, "metadata.num_joints", f"expected 17, got {meta.get('num_joints')}")
-    if pc.exists() or name != "h36m":
-        cams = load_cameras(pc)
-    else:
-        cams = load_cameras(None)
+    cams = dataset_cameras(root, name)
     cameras = None if cameras is None else [str(c) for c in cameras]
     actions = None if actions is None else [str(a) for a in actions]
     out: list[Sequence] = []

@@ -8,50 +8,18 @@
 """
 
 from liftpose.metrics import functional
-from liftpose.metrics.functional import (
-    DEFAULT_AUC_THRESHOLDS,
-    auc,
-    auc_per_sample,
-    joint_errors,
-    mpjpe,
-    mpjpe_per_sample,
-    mpjve,
-    mpjve_per_sample,
-    n_mpjpe,
-    n_mpjpe_per_sample,
-    p_mpjpe,
-    p_mpjpe_per_sample,
-    pck,
-    pck_per_sample,
-    procrustes_align,
-    scale_align,
-)
+from liftpose.metrics.functional import *  # noqa: F403 (the public formulas, see its __all__)
 from liftpose.metrics.pose import AUC, MPJPE, MPJVE, NMPJPE, PCK, PMPJPE, PoseMetric, pose_metrics
 
 __all__ = [
+    *functional.__all__,
+    "functional",
     "AUC",
-    "DEFAULT_AUC_THRESHOLDS",
     "MPJPE",
     "MPJVE",
     "NMPJPE",
     "PCK",
     "PMPJPE",
     "PoseMetric",
-    "auc",
-    "auc_per_sample",
-    "functional",
-    "joint_errors",
-    "mpjpe",
-    "mpjpe_per_sample",
-    "mpjve",
-    "mpjve_per_sample",
-    "n_mpjpe",
-    "n_mpjpe_per_sample",
-    "p_mpjpe",
-    "p_mpjpe_per_sample",
-    "pck",
-    "pck_per_sample",
     "pose_metrics",
-    "procrustes_align",
-    "scale_align",
 ]

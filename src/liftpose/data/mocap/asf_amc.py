@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from liftpose.data.errors import DataError
+from liftpose.errors import DataError
 
 __all__ = [
     "AmcMotion",

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from liftpose.data.errors import DataError
 from liftpose.data.mocap.asf_amc import axis_rotations
+from liftpose.errors import DataError
 
 __all__ = ["BvhMotion", "bvh_forward_kinematics", "load_bvh", "read_bvh"]
 

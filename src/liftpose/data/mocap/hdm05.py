@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from liftpose.data.errors import DataError
 from liftpose.data.mocap.asf_amc import AsfSkeleton, load_asf_amc, read_asf
 from liftpose.data.mocap.retarget import HDM05_MAP, resample, retarget_to_h36m17
+from liftpose.errors import DataError
 
 __all__ = [
     "HDM05_FPS",

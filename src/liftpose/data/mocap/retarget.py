@@ -44,8 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from liftpose.data.errors import DataError
 from liftpose.data.mocap.bvh import BvhMotion, bvh_forward_kinematics, read_bvh
+from liftpose.errors import DataError
 
 __all__ = [
     "BANDAI_MAP",
