@@ -9,12 +9,14 @@ PYTEST_ARGS ?=
 TABLES ?= *
 SCALE ?= smoke
 
-.PHONY: install install-loggers train test lint format bench clean help
+.PHONY: install install-loggers train test lint format bench reproduce-tables clean help
 
 help:
 	@echo "make train   - install (into $(VENV)) and run the main job on the embedded data"
 	@echo "make test    - install and run the test suite"
 	@echo "make bench   - data and model throughput figures on this machine"
+	@echo "make reproduce-tables SCALE=smoke|cpu|full TABLES='<paper>/<table glob>'"
+	@echo "             - run the paper-table specs in experiments/ and render results/"
 	@echo "make lint    - ruff"
 	@echo "make clean   - remove run outputs and caches"
 
@@ -46,6 +48,10 @@ format: install
 
 bench: install
 	$(BIN)/python -m liftpose.bench $(ARGS)
+
+# Extra Hydra overrides for every job go in ARGS, e.g. ARGS='-- data.root=/data/h36m'
+reproduce-tables: install
+	$(BIN)/liftpose-tables --scale $(SCALE) --tables '$(TABLES)' $(ARGS)
 
 clean:
 	rm -rf logs outputs multirun .cache data/hdm05 .pytest_cache .ruff_cache .hypothesis

@@ -40,6 +40,34 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
+def in_multirun() -> bool:
+    """Whether this process runs a job of a Hydra multirun (``-m``)."""
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def check_launch(trainer: L.Trainer) -> None:
+    """Refuse a DDP strategy that re-executes the command line inside a multirun.
+
+    Lightning's ``strategy=ddp`` starts the extra ranks by running ``sys.argv`` again; under
+    ``-m`` each of them would start the whole sweep. Inside a sweep use ``trainer=ddp_spawn``
+    (processes forked from the job), or a submitit launcher with one task per GPU (SLURM starts
+    the ranks, so nothing is re-executed).
+    """
+    from lightning.pytorch.strategies.launchers.subprocess_script import (
+        _SubprocessScriptLauncher,
+    )
+
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if in_multirun() and isinstance(launcher, _SubprocessScriptLauncher):
+        raise ConfigError(
+            "trainer.strategy=ddp re-runs the command line for each extra rank, which under -m "
+            "would start the sweep again in every rank; in a multirun use trainer=ddp_spawn "
+            "(or strategy=ddp_spawn), or launcher=submitit_slurm with one task per GPU"
+        )
+
+
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     """Instantiate the datamodule and the LightningModule (with its lifter) from ``cfg``."""
     datamodule = instantiate(cfg.data)
@@ -140,6 +168,21 @@ def run_train(cfg: DictConfig) -> dict:
     loggers = instantiate_group(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg, has_logger=bool(loggers))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    try:
+        check_launch(trainer)
+        return fit_and_test(cfg, trainer, datamodule, module, out, t0)
+    finally:
+        finish_loggers(loggers)
+
+
+def fit_and_test(
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    datamodule: Any,
+    module: L.LightningModule,
+    out: Path,
+    t0: float,
+) -> dict:
     if cfg.get("train", True):
         trainer.fit(
             module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False
@@ -170,14 +213,13 @@ def run_train(cfg: DictConfig) -> dict:
                 time.time() - t0,
             )
             print(f"metrics written to {out / 'metrics.json'}")
-    finish_loggers(loggers)
     return doc
 
 
 def finish_loggers(loggers: list[Any]) -> None:
     """Close wandb runs so that the next job of a multirun starts clean."""
     for lg in loggers:
-        if type(lg).__name__ == "WandbLogger":
+        if type(lg).__name__ == "WandbLogger" and lg._experiment is not None:
             lg.experiment.finish()
 
 
@@ -199,13 +241,27 @@ def fail(err: Exception, run_dir: Path | None = None) -> None:
     sys.exit(2)
 
 
+def record_failure(run_dir: Path) -> None:
+    """Write the traceback of the exception being handled to ``<run>/error.log``."""
+    import traceback
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "error.log", traceback.format_exc())
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     OmegaConf.set_struct(cfg, False)
     try:
         doc = run_train(cfg)
-    except (DataError, ConfigError, InstantiationException) as err:
-        fail(err, output_dir(cfg))
+    except Exception as err:
+        if in_multirun():
+            # Hydra records the failure and the sweep goes on with the other jobs
+            record_failure(output_dir(cfg))
+            raise
+        if isinstance(err, (DataError, ConfigError, InstantiationException)):
+            fail(err, output_dir(cfg))
+        raise
     return doc.get("metrics", {}).get("test/mpjpe")
 
 

@@ -22,20 +22,37 @@ def has_wandb_key() -> bool:
         return False
 
 
-def make_wandb_logger(**kwargs: Any):
+def wandb_mode() -> str:
+    """``$WANDB_MODE`` when set; otherwise online with an API key and offline without one."""
+    mode = os.environ.get("WANDB_MODE")
+    if mode is None:
+        mode = "online" if has_wandb_key() else "offline"
+    return mode
+
+
+def make_wandb_logger(table: dict | None = None, **kwargs: Any):
     """A ``WandbLogger`` that runs offline unless an API key is configured.
 
     ``WANDB_MODE`` decides when set; otherwise the run is online when a key is known
     (``WANDB_API_KEY``, or a ``wandb login`` entry in ``~/.netrc``) and offline otherwise, and
     the offline run folder can be uploaded later with ``wandb sync``.
+
+    ``table`` is the ``table`` entry a job of ``liftpose-tables`` carries (paper, table id,
+    row, scale, the row's overrides): the run then joins the table's wandb group, is named after
+    its row and seed, and is tagged with the paper, the table, the scale and each override.
     """
     try:
         from lightning.pytorch.loggers import WandbLogger
     except ImportError as e:  # pragma: no cover - lightning always has it
         raise ImportError("wandb logging needs `pip install wandb`") from e
-    mode = os.environ.get("WANDB_MODE")
-    if mode is None:
-        mode = "online" if has_wandb_key() else "offline"
+    mode = wandb_mode()
+    if table:
+        kwargs["group"] = kwargs.get("group") or table.get("group")
+        kwargs["name"] = f"{table.get('id')}/{table.get('dir')}"
+        extra = [table.get("paper"), table.get("id"), table.get("scale")]
+        extra += str(table.get("overrides") or "").split()
+        tags = list(kwargs.get("tags") or []) + [str(t)[:64] for t in extra if t]
+        kwargs["tags"] = list(dict.fromkeys(tags))
     kwargs.setdefault("offline", mode == "offline")
     logger = WandbLogger(mode=mode if mode != "offline" else None, **kwargs)
     if kwargs["offline"]:

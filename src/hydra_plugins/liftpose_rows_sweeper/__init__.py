@@ -1,0 +1,1 @@
+"""Hydra sweeper that runs an explicit list of jobs (the rows of a paper table)."""

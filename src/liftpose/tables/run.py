@@ -1,0 +1,380 @@
+"""``liftpose-tables``: run the rows of paper-table specs as Hydra multiruns, then render them.
+
+    liftpose-tables --scale smoke                       # every spec in experiments/
+    liftpose-tables --scale cpu --tables 'attn_2d3d/*'  # one paper
+    liftpose-tables --scale full --launcher submitit_slurm -- data.root=/data/h36m
+    liftpose-tables --render-only                       # tables from the runs already there
+
+Each table is one ``liftpose-train -m hydra/sweeper=rows`` process whose jobs are the table's
+rows times its seeds; the launcher (``--launcher``, a ``conf/launcher`` option) decides where
+they run. A job writes into ``results/<paper>/<table>/<row>/seed<k>-<hash>/``, where ``hash``
+is the hash of its resolved config (paths, loggers and bookkeeping left out), so a run whose
+``metrics.json`` is there is never repeated, an interrupted reproduction resumes (from the
+job's ``checkpoints/last.ckpt`` when there is one) and a changed config runs afresh beside the
+old one. A failed job leaves ``error.log`` in its folder; its row is rendered as failed with
+that path, and every other row and table is still rendered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from liftpose.errors import ConfigError, DataError
+from liftpose.tables.render import (
+    RowResult,
+    records,
+    render_csv,
+    render_index,
+    render_markdown,
+)
+from liftpose.tables.spec import SCALES, Row, TableSpec, find_specs
+from liftpose.utils.io import atomic_write_text
+from liftpose.utils.run import CONF_DIR
+
+#: config keys that do not change what a run computes, left out of its hash
+UNHASHED = ("hydra", "paths", "logger", "table", "tags", "task_name", "ckpt_path")
+UNHASHED_TRAINER = ("default_root_dir", "enable_progress_bar", "log_every_n_steps")
+DEFAULT_EXPERIMENTS = Path(os.environ.get("LIFTPOSE_EXPERIMENTS", CONF_DIR.parent / "experiments"))
+
+
+@dataclass
+class Job:
+    row: Row
+    seed: int
+    overrides: list[str]
+    dir: Path  # results/<paper>/<table>/<row>/seed<k>-<hash>
+
+    @property
+    def done(self) -> bool:
+        return (self.dir / "metrics.json").is_file()
+
+
+def compose_job(overrides: list[str]) -> DictConfig:
+    """The ``train`` config of a job, resolved, without its ``hydra`` node.
+
+    ``paths.output_dir`` is ``.``; ``${hydra:...}`` interpolations are resolved against the
+    job's Hydra config, which is not left behind as the process's current Hydra config.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = "."
+        cfg.paths.output_dir = "."
+    hydra_config = HydraConfig.instance()
+    previous = hydra_config.cfg
+    hydra_config.set_config(cfg)
+    try:
+        with open_dict(cfg):
+            del cfg["hydra"]
+        OmegaConf.resolve(cfg)
+    finally:
+        hydra_config.cfg = previous
+    return cfg
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Eight hex digits identifying what a run computes (see :data:`UNHASHED`)."""
+    doc = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(doc, dict)
+    for key in UNHASHED:
+        doc.pop(key, None)
+    for key in UNHASHED_TRAINER:
+        doc.get("trainer", {}).pop(key, None)
+    blob = json.dumps(doc, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:8]
+
+
+def table_dir(results: Path, spec: TableSpec) -> Path:
+    return results / spec.group / spec.name
+
+
+def plan(spec: TableSpec, scale: str, results: Path, extra: list[str]) -> list[Job]:
+    """Every job of a table at a scale, with the folder its resolved config maps to."""
+    jobs = []
+    for row in spec.rows:
+        for seed in spec.scales[scale].seeds:
+            ov = spec.job_overrides(row, scale, seed, extra)
+            try:
+                h = config_hash(compose_job(ov))
+            except Exception as e:  # noqa: BLE001 - any composition error names the row
+                raise ConfigError(
+                    f"experiments/{spec.id}.yaml: rows[{row.name}] at scale {scale}: "
+                    f"the overrides do not compose: {e}"
+                ) from e
+            job = Job(row, seed, ov, table_dir(results, spec) / row.name / f"seed{seed}-{h}")
+            if not job.done:
+                reuse_identical_run(job, results)
+            jobs.append(job)
+    return jobs
+
+
+def reuse_identical_run(job: Job, results: Path) -> None:
+    """Link ``job.dir`` to a finished run of the same config in another table, if there is one.
+
+    Tables share rows (Table IX's PoseFormer at 81 frames is Table X's default learning rate);
+    such a run is computed once.
+    """
+    for found in sorted(results.glob(f"*/*/*/{job.dir.name}/metrics.json")):
+        if found.parent != job.dir and not found.parent.is_symlink():
+            if job.dir.exists() or job.dir.is_symlink():
+                return  # an unfinished run of its own: resume that instead
+            job.dir.parent.mkdir(parents=True, exist_ok=True)
+            job.dir.symlink_to(os.path.relpath(found.parent, job.dir.parent))
+            return
+
+
+def hydra_quote(text: str) -> str:
+    """A Hydra override value quoted so that any characters survive."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def job_overrides(spec: TableSpec, scale: str, job: Job, root: Path) -> list[str]:
+    """The job's overrides plus its bookkeeping under ``table.*`` (logged, not hashed)."""
+    ov = list(job.overrides)
+    last = job.dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        ov.append(f"ckpt_path={hydra_quote(str(last))}")  # resume an interrupted run
+    meta = {
+        "paper": spec.paper,
+        "id": spec.id,
+        "group": f"{spec.id}@{scale}",
+        "row": job.row.name,
+        "scale": scale,
+        "overrides": " ".join(job.row.overrides),
+        "dir": str(job.dir.relative_to(root)),
+    }
+    return ov + [f"+table.{k}={hydra_quote(v)}" for k, v in meta.items()]
+
+
+def launch(
+    spec: TableSpec,
+    scale: str,
+    jobs: list[Job],
+    results: Path,
+    launcher: str,
+    logger: str,
+    verbose: bool,
+) -> int:
+    """Run ``jobs`` as one Hydra multirun (a ``liftpose-train -m`` process); its exit status."""
+    root = table_dir(results, spec)
+    root.mkdir(parents=True, exist_ok=True)
+    for job in jobs:  # an earlier failure's log must not outlive the new attempt
+        (job.dir / "error.log").unlink(missing_ok=True)
+    jobs_file = root / "jobs.json"
+    atomic_write_text(
+        jobs_file,
+        json.dumps(
+            {"jobs": [{"overrides": job_overrides(spec, scale, j, root)} for j in jobs]}, indent=1
+        ),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "liftpose.train",
+        "-m",
+        "hydra/sweeper=rows",
+        f"hydra.sweeper.jobs_file={hydra_quote(str(jobs_file))}",
+        f"hydra.sweep.dir={hydra_quote(str(root))}",
+        "hydra.sweep.subdir=${table.dir}",
+        f"launcher={launcher}",
+        f"logger={logger}",
+        f"task_name={spec.name}",
+    ]
+    log = root / "multirun.log"
+    print(f"[{spec.id}] running {len(jobs)} job(s); log: {log}", flush=True)
+    with open(log, "a") as fh:
+        fh.write(f"\n### {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
+        fh.flush()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            fh.write(line)
+            if verbose:
+                sys.stdout.write(line)
+        return proc.wait()
+
+
+def collect(spec: TableSpec, scale: str, jobs: list[Job]) -> list[RowResult]:
+    """Read the finished runs of each row (and note the failed ones)."""
+    out = []
+    for row in spec.rows:
+        res = RowResult(row=row, seeds_planned=list(spec.scales[scale].seeds))
+        for job in (j for j in jobs if j.row is row):
+            if job.done:
+                doc = json.loads((job.dir / "metrics.json").read_text())
+                res.seeds_done.append(job.seed)
+                for col in spec.columns:
+                    if col.at is None:
+                        v = doc["metrics"].get(col.key, doc.get(col.key))
+                        if v is not None:
+                            res.values.setdefault(col.key, []).append(float(v))
+                if doc.get("git_commit"):
+                    res.commits.add(str(doc["git_commit"])[:12])
+            elif (job.dir / "error.log").is_file():
+                res.failed.append(str(job.dir / "error.log"))
+        for col in spec.columns:
+            if col.at is not None:
+                res.values[col.key] = [computed(spec, row, col.at, col.key)]
+        out.append(res)
+    return out
+
+
+def computed(spec: TableSpec, row: Row, scale: str, key: str) -> float:
+    """A column computed from the row's model built at ``scale`` (parameter counts)."""
+    from hydra.utils import instantiate
+
+    cfg = compose_job(spec.job_overrides(row, scale, spec.scales[scale].seeds[0]))
+    model = instantiate(cfg.model)
+    n = sum(p.numel() for p in model.parameters())
+    return float(n) if key == "params" else n / 1e6
+
+
+def write_outputs(spec: TableSpec, scale: str, results: Path, rows: list[RowResult]) -> Path:
+    md = results / spec.group / f"{spec.name}.md"
+    atomic_write_text(md, render_markdown(spec, rows, scale))
+    atomic_write_text(md.with_suffix(".csv"), render_csv(spec, rows, scale))
+    return md
+
+
+def write_index(results: Path, experiments: Path) -> None:
+    """``results/README.md`` over every table rendered so far (read back from the CSVs)."""
+    import csv
+
+    entries = []
+    for spec in find_specs(experiments, "*"):
+        path = results / spec.group / f"{spec.name}.csv"
+        if path.is_file():
+            lines = list(csv.DictReader(path.open()))
+            status = [line["status"] for line in lines]
+            scale = lines[0]["scale"] if lines else "?"
+            entries.append((spec, scale, status))
+    atomic_write_text(results / "README.md", render_index(entries))
+
+
+def log_table_to_wandb(spec: TableSpec, scale: str, results: Path, rows: list[RowResult]) -> None:
+    """Log the rendered table as a ``wandb.Table`` in a run of the table's wandb group."""
+    import wandb
+
+    from liftpose.utils.loggers import wandb_mode
+
+    head, data = records(spec, rows, scale)
+    mode = wandb_mode()
+    run = wandb.init(
+        project=os.environ.get("WANDB_PROJECT", "liftpose"),
+        group=f"{spec.id}@{scale}",
+        job_type="table",
+        name=f"{spec.id}@{scale}",
+        tags=[spec.paper, spec.id, scale],
+        dir=str(table_dir(results, spec)),
+        mode=mode,
+        reinit="finish_previous",
+    )
+    run.log({"table": wandb.Table(columns=head, data=data)})
+    run.finish()
+    if mode == "offline":
+        print(
+            f"[{spec.id}] wandb table logged offline; upload with `wandb sync "
+            f"{table_dir(results, spec)}/wandb/offline-run-*`",
+            flush=True,
+        )
+
+
+def reproduce(
+    scale: str = "smoke",
+    tables: str = "*",
+    results: str | Path = "results",
+    experiments: str | Path = DEFAULT_EXPERIMENTS,
+    launcher: str = "basic",
+    logger: str = "csv",
+    extra: list[str] | None = None,
+    render_only: bool = False,
+    verbose: bool = False,
+) -> dict[str, list[RowResult]]:
+    """Run (what is not done of) every matching table at ``scale`` and render all of them."""
+    if scale not in SCALES:
+        raise ConfigError(f"--scale {scale!r}: one of {', '.join(SCALES)}")
+    results, experiments = Path(results).resolve(), Path(experiments)
+    specs = find_specs(experiments, tables)
+    if not specs:
+        raise ConfigError(f"no table spec in {experiments} matches {tables!r}")
+    out: dict[str, list[RowResult]] = {}
+    for spec in specs:
+        jobs = plan(spec, scale, results, list(extra or []))
+        todo = [] if render_only else [j for j in jobs if not j.done]
+        print(f"[{spec.id}] {len(jobs) - len(todo)} of {len(jobs)} run(s) done", flush=True)
+        if todo:
+            t0 = time.time()
+            rc = launch(spec, scale, todo, results, launcher, logger, verbose)
+            print(f"[{spec.id}] multirun exit {rc} after {time.time() - t0:.0f} s", flush=True)
+        rows = collect(spec, scale, jobs)
+        md = write_outputs(spec, scale, results, rows)
+        print(f"[{spec.id}] wrote {md}", flush=True)
+        if logger in ("wandb", "many") and not render_only:
+            log_table_to_wandb(spec, scale, results, rows)
+        out[spec.id] = rows
+    write_index(results, experiments)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="liftpose-tables",
+        description="Reproduce paper tables (experiments/<paper>/<table>.yaml) and render "
+        "results/<paper>/<table>.md beside the papers' numbers. Arguments after `--` are "
+        "Hydra overrides added to every job.",
+    )
+    p.add_argument("--scale", default="smoke", choices=SCALES)
+    p.add_argument("--tables", default="*", help="glob over <paper>/<table> (default: all)")
+    p.add_argument("--results", default="results")
+    p.add_argument("--experiments", default=str(DEFAULT_EXPERIMENTS))
+    p.add_argument("--launcher", default="basic", help="a conf/launcher option")
+    p.add_argument(
+        "--logger",
+        default="csv",
+        help="a conf/logger option (wandb: one group per table, and the rendered table logged)",
+    )
+    p.add_argument("--render-only", action="store_true", help="render from existing runs")
+    p.add_argument("--verbose", "-v", action="store_true", help="stream the jobs' output")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for every job")
+    args = p.parse_args(argv)
+    try:
+        out = reproduce(
+            args.scale,
+            args.tables,
+            args.results,
+            args.experiments,
+            args.launcher,
+            args.logger,
+            args.overrides,
+            args.render_only,
+            args.verbose,
+        )
+    except (ConfigError, DataError) as e:
+        print(f"liftpose-tables: error: {e}", file=sys.stderr)
+        return 2
+    bad = [f"{t}:{r.row.name}" for t, rows in out.items() for r in rows if r.status == "failed"]
+    if bad:
+        print(f"liftpose-tables: failed rows: {', '.join(bad)}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
