@@ -17,7 +17,9 @@ GROUPS = ["data", "model", "module", "trainer", "logger", "callbacks", "debug", 
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+    """Every option of a config group, those in sub-folders too (``attn_2d3d/lifter``)."""
+    root = Path(CONF_DIR) / group
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
 
 
 def compose_cfg(name: str = "train", overrides: list[str] | None = None):

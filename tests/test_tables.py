@@ -171,7 +171,7 @@ def test_every_sweep_expands_to_configs_that_build(name):
         (ov,) = parser.parse_overrides([f"{key}={values}"])
         assert ov.is_sweep_override(), key
         for value in ov.sweep_string_iterator():
-            job = compose_job([f"{key}={value}"])
+            job = compose_job([f"sweep={name}", f"{key}={value}"])
             assert str(OmegaConf.select(job, key)) == str(yaml.safe_load(value)), (key, value)
             instantiate(job.model)
             instantiate(job.data)

@@ -1,7 +1,11 @@
 """The supervised lifting scheme: any lifter, a weighted list of losses, optimiser and schedule.
 
 The lifter maps 2-D windows ``(B, T, J, C_in)`` to 3-D ``(B, T_out, J, 3)`` where ``T_out`` is 1
-(centre frame) or ``T`` (the whole window). Evaluation zeroes the predicted root joint (poses
+(centre frame) or ``T`` (the whole window). In training a lifter may instead return named
+outputs ``{name: (B, T_out, J, 3)}`` (e.g. a per-frame auxiliary estimate beside the final
+one); the loss is then ``sum_k output_weights[k] * loss(output_k, target)``, each output
+compared with the centre frame or the whole window of the target, whichever it predicts.
+Evaluation zeroes the predicted root joint (poses
 are root-relative; the root is scored and contributes zero error) and, with ``test_flip``,
 averages the prediction with the un-mirrored prediction of the mirrored input.
 """
@@ -36,6 +40,8 @@ class LiftingModule(L.LightningModule):
         test_flip: test-time flip averaging.
         zero_root_eval: zero the root joint of predictions at evaluation.
         flip_permutation: left/right joint permutation (defaults to the data layout's).
+        output_weights: weight of each named training output of the model (absent names
+            weigh 1; a weight of 0 leaves that output unsupervised).
     """
 
     def __init__(
@@ -48,6 +54,7 @@ class LiftingModule(L.LightningModule):
         test_flip: bool = True,
         zero_root_eval: bool = True,
         flip_permutation: list[int] | None = None,
+        output_weights: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "loss"], logger=False)
@@ -98,20 +105,49 @@ class LiftingModule(L.LightningModule):
 
     # ------------------------------------------------------------------ training
     @staticmethod
-    def _match(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Centre frame of a sequence prediction when the target is one frame.
+    def _match(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prediction and target over the same frames: the centre frame of whichever of the
+        two is a sequence when the other is one frame.
 
-        ``pred``: ``(B, T_out, J, 3)``; ``target``: ``(B, 1 | T_out, J, 3)``.
+        ``pred``: ``(B, 1 | T, J, 3)``; ``target``: ``(B, 1 | T, J, 3)``.
         """
-        if pred.shape[1] != target.shape[1] and target.shape[1] == 1:
-            return pred[:, pred.shape[1] // 2 :][:, :1]
-        return pred
+        if pred.shape[1] != target.shape[1]:
+            if target.shape[1] == 1:
+                t = pred.shape[1]
+                return pred[:, t // 2 : t // 2 + 1], target
+            if pred.shape[1] == 1:
+                t = target.shape[1]
+                return pred, target[:, t // 2 : t // 2 + 1]
+        return pred, target
+
+    def training_loss(
+        self, out: torch.Tensor | dict[str, torch.Tensor], y: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted loss of the model output(s) against ``y: (B, 1 | T, J, 3)``, and its parts."""
+        if isinstance(out, torch.Tensor):
+            return self.loss(*self._match(out, y))
+        weights = dict(self.hparams.output_weights or {})
+        unknown = set(weights) - set(out)
+        if unknown:
+            raise ValueError(
+                f"module.output_weights names {sorted(unknown)} but the model returns {sorted(out)}"
+            )
+        total = y.new_zeros(())
+        parts: dict[str, torch.Tensor] = {}
+        for name, pred in out.items():
+            w = float(weights.get(name, 1.0))
+            if not w:
+                continue
+            value, terms = self.loss(*self._match(pred, y))
+            total = total + w * value
+            parts[f"{name}"] = value
+            parts.update({f"{name}/{k}": v for k, v in terms.items()})
+        return total, parts
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """``batch["pose_2d"]``: ``(B, T, J, 2)``; ``batch["pose_3d"]``: ``(B, 1 | T, J, 3)``."""
         x, y = batch["pose_2d"], batch["pose_3d"]
-        pred = self._match(self.model(x), y)
-        total, parts = self.loss(pred, y)
+        total, parts = self.training_loss(self.model(x), y)
         bs = x.shape[0]
         self.log("train/loss", total, prog_bar=True, batch_size=bs)
         for name, value in parts.items():
@@ -132,7 +168,8 @@ class LiftingModule(L.LightningModule):
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: nn.Module) -> None:
         """Score a batch (as in :meth:`training_step`); every output frame counts once."""
         x, y = batch["pose_2d"], batch["pose_3d"]
-        pred = self._match(self.predict_eval(x), y).float()
+        pred, y = self._match(self.predict_eval(x), y)
+        pred = pred.float()
         t = y.shape[1]
         centre = batch["frame"]
         frames = batch["frames"] if t > 1 else centre[:, None]
