@@ -332,3 +332,18 @@ def test_multirun_with_ddp_spawn_gives_one_folder_per_job(tiny_root, tmp_path):
     assert out.returncode != 0
     assert "re-runs the command line" in (tmp_path / "bad" / "0" / "error.log").read_text()
     assert sorted(p.name for p in (tmp_path / "bad").iterdir() if p.is_dir()) == ["0", "1"]
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_jobs_as_processes(tiny_root, tmp_path):
+    """The submitit path of the SLURM launcher (pickled task, one process per job)."""
+    sweep = tmp_path / "sweep"
+    cmd = [
+        sys.executable, "-m", "liftpose.train", "-m", "launcher=submitit_local", "seed=0",
+        f"hydra.sweep.dir={sweep}", "logger=csv",
+        *tiny_overrides(tiny_root, tmp_path / "cache", epochs=1), *TINY_RUN,
+    ]  # fmt: skip
+    out = subprocess.run(cmd, env=env_for(tmp_path), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert (sweep / "0" / "metrics.json").is_file()
+    assert list((sweep / ".submitit").glob("*/*_result.pkl"))  # it went through submitit

@@ -3,11 +3,13 @@
 * DataModule: training windows per second of the batched gather (flip augmentation on), against
   a per-sample generator written the way the reference implementations build batches (a Python
   loop over the batch, one ``np.pad`` per window, per-sample flips).
-* PoseFormer (official dimensions): training samples per second (forward, backward, AdamW step)
-  and inference samples per second (with test-time flip averaging), at 27 and 81 frames.
+* Lifters at their papers' dimensions (PoseFormer; the SA/TA lifter of attn-2d3d-system):
+  training samples per second (forward, backward, optimiser step; every output supervised) and
+  inference samples per second (with test-time flip averaging), at 27 and 81 frames.
 
     python -m liftpose.bench                      # defaults
     python -m liftpose.bench --frames 27 81 243 --device cuda --precision bf16
+    python -m liftpose.bench --skip-data --models attn_lifter
 
 bf16 uses autocast; on the development CPU (AVX512-BF16) it is the faster choice too.
 """
@@ -114,22 +116,43 @@ def bench_data(frames: list[int], batch_size: int, seconds: float, root: Path) -
     return rows
 
 
+def _models() -> dict[str, Callable[[int], torch.nn.Module]]:
+    from liftpose.models.attn_lifter import AttentionLifter
+    from liftpose.models.poseformer import PoseFormer
+
+    return {"poseformer": PoseFormer, "attn_lifter": AttentionLifter}
+
+
+def _loss(out: torch.Tensor | dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+    """Summed MPJPE of every output ``(B, 1 | T, J, 3)`` against ``y: (B, T, J, 3)``."""
+    total = y.new_zeros(())
+    for p in out.values() if isinstance(out, dict) else [out]:
+        c = y.shape[1] // 2
+        target = y if p.shape[1] == y.shape[1] else y[:, c : c + 1]
+        total = total + torch.linalg.vector_norm(p.float() - target, dim=-1).mean()
+    return total
+
+
 def bench_model(
-    frames: list[int], batch_size: int, seconds: float, device: str, precision: str
+    frames: list[int],
+    batch_size: int,
+    seconds: float,
+    device: str,
+    precision: str,
+    name: str = "poseformer",
 ) -> list[tuple]:
     from liftpose.data.skeleton import H36M17
     from liftpose.data.windows import flip_pose
-    from liftpose.models.poseformer import PoseFormer
 
     dtype = {"bf16": torch.bfloat16, "fp32": None}[precision]
     perm = torch.as_tensor(H36M17.flip_permutation, device=device)
     rows = []
     for t in frames:
         torch.manual_seed(0)
-        model = PoseFormer(num_frames=t).to(device)
+        model = _models()[name](num_frames=t).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         x = torch.randn(batch_size, t, 17, 2, device=device)
-        y = torch.randn(batch_size, 1, 17, 3, device=device)
+        y = torch.randn(batch_size, t, 17, 3, device=device)
         auto = torch.autocast(
             device_type=device.split(":")[0], dtype=dtype, enabled=dtype is not None
         )
@@ -141,7 +164,7 @@ def bench_model(
         def train_step(model=model, auto=auto, x=x, y=y, opt=opt) -> int:
             model.train()
             with auto:
-                loss = torch.linalg.vector_norm(model(x) - y, dim=-1).mean()
+                loss = _loss(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -175,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--root", type=Path, default=Path(".cache/liftpose/bench"))
     ap.add_argument("--skip-data", action="store_true")
     ap.add_argument("--skip-model", action="store_true")
+    ap.add_argument("--models", nargs="+", default=["poseformer", "attn_lifter"])
     args = ap.parse_args(argv)
     con = Console()
     con.print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads")
@@ -185,17 +209,18 @@ def main(argv: list[str] | None = None) -> None:
         for t, a, b, r in bench_data(args.frames, args.data_batch, args.seconds, args.root):
             tab.add_row(str(t), f"{a:,.0f}", f"{b:,.0f}", f"{r:.1f}x")
         con.print(tab)
-    if not args.skip_model:
-        tab = Table(
-            title=f"PoseFormer (official dimensions), batch {args.model_batch}, {args.device}"
-        )
+    for name in [] if args.skip_model else args.models:
+        tab = Table(title=f"{name} (paper dimensions), batch {args.model_batch}, {args.device}")
         for c in ("frames", "precision", "params (M)", "train samples/s", "infer samples/s"):
             tab.add_column(c, justify="right")
         for precision in args.precision:
-            rows = bench_model(args.frames, args.model_batch, args.seconds, args.device, precision)
+            rows = bench_model(
+                args.frames, args.model_batch, args.seconds, args.device, precision, name
+            )
             for t, p, tr, inf in rows:
                 tab.add_row(str(t), precision, f"{p:.2f}", f"{tr:,.1f}", f"{inf:,.1f}")
         con.print(tab)
+    if not args.skip_model:
         con.print("infer = forward of the input and of its mirror (test-time flip averaging)")
 
 

@@ -1,0 +1,12 @@
+"""``make bench`` runs (its figures are printed, not asserted)."""
+
+from __future__ import annotations
+
+from liftpose.bench import main
+
+
+def test_bench_models_run(capsys):
+    main(["--skip-data", "--frames", "9", "--precision", "fp32", "--seconds", "0.05",
+          "--model-batch", "2"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "poseformer (paper dimensions)" in out and "attn_lifter (paper dimensions)" in out
