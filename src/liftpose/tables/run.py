@@ -107,10 +107,14 @@ def table_dir(results: Path, spec: TableSpec) -> Path:
 
 
 def plan(spec: TableSpec, scale: str, results: Path, extra: list[str]) -> list[Job]:
-    """Every job of a table at a scale, with the folder its resolved config maps to."""
+    """Every job of a table at a scale, with the folder its resolved config maps to.
+
+    Seed-major order: every row's first seed runs before any row's second, so an interrupted
+    reproduction already has a whole table at one seed.
+    """
     jobs = []
-    for row in spec.rows:
-        for seed in spec.scales[scale].seeds:
+    for seed in spec.scales[scale].seeds:
+        for row in spec.rows:
             ov = spec.job_overrides(row, scale, seed, extra)
             try:
                 h = config_hash(compose_job(ov))
@@ -200,7 +204,7 @@ def launch(
     ]
     log = root / "multirun.log"
     print(f"[{spec.id}] running {len(jobs)} job(s); log: {log}", flush=True)
-    with open(log, "a") as fh:
+    with open(log, "a", buffering=1) as fh:  # line-buffered: follow it with tail -f
         fh.write(f"\n### {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
         fh.flush()
         env = dict(os.environ, PYTHONUNBUFFERED="1")  # stream the jobs' output as it comes
