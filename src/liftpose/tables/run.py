@@ -314,6 +314,7 @@ def reproduce(
     extra: list[str] | None = None,
     render_only: bool = False,
     verbose: bool = False,
+    seeds: list[int] | None = None,
 ) -> dict[str, list[RowResult]]:
     """Run (what is not done of) every matching table at ``scale`` and render all of them."""
     if scale not in SCALES:
@@ -325,8 +326,10 @@ def reproduce(
     out: dict[str, list[RowResult]] = {}
     for spec in specs:
         jobs = plan(spec, scale, results, list(extra or []))
-        todo = [] if render_only else [j for j in jobs if not j.done]
-        print(f"[{spec.id}] {len(jobs) - len(todo)} of {len(jobs)} run(s) done", flush=True)
+        todo = [j for j in jobs if not j.done and (seeds is None or j.seed in seeds)]
+        todo = [] if render_only else todo
+        done = sum(j.done for j in jobs)
+        print(f"[{spec.id}] {done} of {len(jobs)} run(s) done", flush=True)
         if todo:
             t0 = time.time()
             rc = launch(spec, scale, todo, results, launcher, logger, verbose)
@@ -360,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--render-only", action="store_true", help="render from existing runs")
     p.add_argument("--verbose", "-v", action="store_true", help="stream the jobs' output")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="run only these of each spec's seeds now (the table shows the rest as missing)",
+    )
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every job")
     args = p.parse_args(argv)
     try:
@@ -373,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides,
             args.render_only,
             args.verbose,
+            args.seeds,
         )
     except (ConfigError, DataError) as e:
         print(f"liftpose-tables: error: {e}", file=sys.stderr)
