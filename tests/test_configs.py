@@ -36,7 +36,9 @@ def compose_cfg(name: str = "train", overrides: list[str] | None = None):
 def test_every_option_composes_and_instantiates(group, option, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    cfg = compose_cfg("train", [f"{group}={option}"])
+    # a model option is built with its own defaults (the main experiment sizes PoseFormer)
+    extra = ["~experiment"] if group == "model" else []
+    cfg = compose_cfg("train", [f"{group}={option}", *extra])
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path)
     dm = instantiate(cfg.data)  # no file access until prepare_data

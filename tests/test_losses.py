@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,3 +39,26 @@ def test_single_frame_temporal_terms_are_zero_and_errors_are_clear():
         CompositeLoss({"mpjpe": {"weight": 0.0}})
     with pytest.raises(ValueError, match="differ in shape"):
         CompositeLoss({"mpjpe": {}})(torch.zeros(2, 1, 17, 3), torch.zeros(2, 9, 17, 3))
+
+
+MIXSTE_JOINT_WEIGHTS = [1, 1, 2.5, 2.5, 1, 2.5, 2.5, 1, 1, 1, 1.5, 1.5, 4, 4, 1.5, 4, 4]
+
+
+def test_mixste_training_loss_matches_a_numpy_reference():
+    """Weighted MPJPE + 0.5 x TCLoss + 2.0 x MPJVE, as MixSTE's training code computes it."""
+    torch.manual_seed(0)
+    pred, target = torch.randn(3, 7, 17, 3), torch.randn(3, 7, 17, 3)
+    w = MIXSTE_JOINT_WEIGHTS
+    loss = CompositeLoss(
+        {
+            "weighted_mpjpe": {"weight": 1.0, "joint_weights": w},
+            "temporal_consistency": {"weight": 0.5, "joint_weights": w},
+            "velocity": {"weight": 2.0},
+        }
+    )
+    total, _ = loss(pred, target)
+    p, t, wn = pred.numpy(), target.numpy(), np.asarray(w, dtype=np.float32)
+    wmpjpe = (wn * np.linalg.norm(p - t, axis=-1)).mean()
+    tc = (wn[None, None, :, None] * np.square(np.diff(p, axis=1))).mean()
+    mpjve = np.linalg.norm(np.diff(p, axis=1) - np.diff(t, axis=1), axis=-1).mean()
+    assert float(total) == pytest.approx(wmpjpe + 0.5 * tc + 2.0 * mpjve, rel=1e-5)

@@ -51,15 +51,17 @@ def velocity_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def temporal_consistency_loss(
     pred: torch.Tensor, target: torch.Tensor, joint_weights: Sequence[float] | None = None
 ) -> torch.Tensor:
-    """Penalise frame-to-frame motion of the prediction ``(B, T, J, 3)``, joint-weighted.
+    """Penalise frame-to-frame motion of the prediction ``(B, T, J, 3)`` (MixSTE's TCLoss).
 
-    ``mean_j(w_j * ||pred[t+1] - pred[t]||)``; 0 when T = 1. ``target`` is unused.
+    ``mean(w_j * (pred[t+1] - pred[t])**2)`` over batch, frames, joints and coordinates, with
+    optional per-joint weights ``w_j``; 0 when T = 1. ``target`` is unused.
     """
     if pred.shape[1] < 2:
         return pred.new_zeros(())
-    d = torch.linalg.vector_norm(pred.diff(dim=1), dim=-1)
+    d = pred.diff(dim=1).square()  # (B, T-1, J, 3)
     if joint_weights is not None:
-        d = d * torch.as_tensor(joint_weights, dtype=pred.dtype, device=pred.device)
+        w = torch.as_tensor(joint_weights, dtype=pred.dtype, device=pred.device)
+        d = d * w[:, None]
     return d.mean()
 
 

@@ -76,7 +76,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
         cfg.module, model=model, flip_permutation=datamodule.skeleton.flip_permutation.tolist()
     )
     module.run_config = to_container(cfg)
-    check_compatible(datamodule, model)
+    check_compatible(datamodule, model, module)
     return datamodule, module
 
 
@@ -90,7 +90,7 @@ def load_run_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
     return ckpt, OmegaConf.create(ckpt["liftpose_config"])
 
 
-def check_compatible(datamodule: Any, model: Any) -> None:
+def check_compatible(datamodule: Any, model: Any, module: Any = None) -> None:
     """Fail early, naming the config keys, when the data cannot feed the model."""
     hp = datamodule.hparams
     joints = getattr(model, "num_joints", None)
@@ -100,9 +100,11 @@ def check_compatible(datamodule: Any, model: Any) -> None:
             f"{datamodule.num_joints} joints"
         )
     chans = getattr(model, "in_channels", None)
-    if chans is not None and chans != 2:
+    expected = getattr(module, "input_channels", 2)
+    if chans is not None and chans != expected:
         raise ConfigError(
-            f"model.in_chans={chans} but the lifting data gives 2-D keypoints (2 channels)"
+            f"model.in_chans={chans} but {type(module).__name__} feeds {expected} channels per "
+            "joint" + (" (2-D keypoints)" if expected == 2 else "")
         )
     frames = getattr(model, "receptive_field", None)
     if frames is not None and frames != hp.receptive_field:
@@ -110,10 +112,10 @@ def check_compatible(datamodule: Any, model: Any) -> None:
             f"the model takes {frames} frames but data.receptive_field="
             f"{hp.receptive_field} (set both with frames=...)"
         )
-    mode = getattr(model, "output_mode", "centre")
-    if mode == "centre" and hp.target == "sequence":
+    if getattr(module, "needs_sequence_target", False) and hp.target != "sequence":
         raise ConfigError(
-            f"{type(model).__name__} predicts the centre frame only; set data.target=centre"
+            f"{type(module).__name__} needs the 3-D ground truth of every frame of the window: "
+            "set data.target=sequence"
         )
 
 

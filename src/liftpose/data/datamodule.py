@@ -20,7 +20,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from liftpose.data.h36m import Sequence, dataset_files, file_fingerprint, load_sequences
+from liftpose.data.h36m import (
+    Sequence,
+    dataset_files,
+    file_fingerprint,
+    load_sequences,
+    mix_keypoints,
+)
 from liftpose.data.skeleton import get_layout, to_layout
 from liftpose.data.windows import flip_pose, window_indices, window_offsets
 from liftpose.errors import ConfigError, DataError
@@ -189,6 +195,9 @@ class LiftingDataModule(L.LightningDataModule):
         flip_augment: random horizontal flips in training.
         batch_size / test_batch_size / num_workers: loader settings.
         cache_dir: where the HDF5 cache lives.
+        keypoints_mix: ``m`` of TMT's eq. 2: the 2-D input is ``keypoints + m * (keypoints_mix_with
+            - keypoints)``, e.g. detections moved part of the way to the exact 2-D (0: off).
+        keypoints_mix_with: the second 2-D source (default ``gt``).
     """
 
     def __init__(
@@ -214,6 +223,8 @@ class LiftingDataModule(L.LightningDataModule):
         test_batch_size: int = 1024,
         num_workers: int = 0,
         cache_dir: str = ".cache/liftpose",
+        keypoints_mix: float = 0.0,
+        keypoints_mix_with: str = "gt",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -230,11 +241,27 @@ class LiftingDataModule(L.LightningDataModule):
             )
         if target not in ("centre", "sequence"):
             raise ConfigError(f"data.target must be 'centre' or 'sequence', got {target!r}")
+        if not 0.0 <= keypoints_mix <= 1.0:
+            raise ConfigError(f"data.keypoints_mix must be in [0, 1], got {keypoints_mix}")
 
     # ------------------------------------------------------------------ preparation
     def _input_files(self) -> list[Path]:
-        f = dataset_files(self.root, self.hparams.name, self.hparams.keypoints)
-        return [p for p in f.values() if p.exists()]
+        hp = self.hparams
+        files = dict(dataset_files(self.root, hp.name, hp.keypoints))
+        if hp.keypoints_mix:
+            files["mix"] = dataset_files(self.root, hp.name, hp.keypoints_mix_with)["2d"]
+        return [p for p in files.values() if p.exists()]
+
+    def _sequences(self, subjects: list[str]) -> list[Sequence]:
+        """The sequences of ``subjects`` with the configured (possibly mixed) 2-D input."""
+        hp = self.hparams
+        seqs = load_sequences(self.root, hp.name, hp.keypoints, subjects, hp.actions, hp.cameras)
+        if hp.keypoints_mix:
+            other = load_sequences(
+                self.root, hp.name, hp.keypoints_mix_with, subjects, hp.actions, hp.cameras
+            )
+            seqs = mix_keypoints(seqs, other, hp.keypoints_mix)
+        return seqs
 
     def fingerprint(self) -> str:
         """Hash of every setting that changes the prepared arrays, and of the input files."""
@@ -251,6 +278,7 @@ class LiftingDataModule(L.LightningDataModule):
             "layout": hp.layout,
             "downsample": hp.downsample,
             "files": file_fingerprint(self._input_files()),
+            **({"mix": [hp.keypoints_mix, hp.keypoints_mix_with]} if hp.keypoints_mix else {}),
         }
         return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -270,11 +298,7 @@ class LiftingDataModule(L.LightningDataModule):
             return
         hp = self.hparams
         splits = {
-            split: SplitArrays.from_sequences(
-                load_sequences(self.root, hp.name, hp.keypoints, subjects, hp.actions, hp.cameras),
-                hp.layout,
-                hp.downsample,
-            )
+            split: SplitArrays.from_sequences(self._sequences(subjects), hp.layout, hp.downsample)
             for split, subjects in (("train", self.train_subjects), ("test", self.test_subjects))
         }
         content = hashlib.sha1()

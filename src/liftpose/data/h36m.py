@@ -256,3 +256,30 @@ def write_dataset(
     save_cameras({s: {c.id: c for c in cams} for s, cams in cameras.items()}, pc)
     written["cameras"] = pc
     return written
+
+
+def mix_keypoints(base: list[Sequence], other: list[Sequence], m: float) -> list[Sequence]:
+    """2-D keypoints moved a fraction ``m`` of the way from ``base`` to ``other`` (TMT eq. 2).
+
+    ``P2 = base + m * (other - base)``, written ``(1 - m) * base + m * other`` so that ``m = 0``
+    gives ``base`` and ``m = 1`` gives ``other`` exactly. Both lists must hold the same
+    sequences in the same order (they come from two 2-D sources of one dataset);
+    ``pose_2d``: ``(T, J, 2)`` each.
+    """
+    if not 0.0 <= m <= 1.0:
+        raise ValueError(f"keypoint mixing factor m must be in [0, 1], got {m}")
+    if len(base) != len(other):
+        raise DataError(None, "keypoints_mix", f"{len(base)} vs {len(other)} sequences")
+    out = []
+    for a, b in zip(base, other):
+        key_a, key_b = (a.subject, a.action, a.camera), (b.subject, b.action, b.camera)
+        if key_a != key_b or a.pose_2d.shape != b.pose_2d.shape:
+            raise DataError(
+                None,
+                "keypoints_mix",
+                f"sequence {key_a} {a.pose_2d.shape} does not match "
+                f"{key_b} {b.pose_2d.shape} of the other 2-D source",
+            )
+        mixed = ((1.0 - m) * a.pose_2d + m * b.pose_2d).astype(a.pose_2d.dtype)
+        out.append(Sequence(a.subject, a.action, a.camera, mixed, a.pose_3d))
+    return out

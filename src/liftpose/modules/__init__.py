@@ -1,5 +1,6 @@
 """LightningModules: one per training scheme."""
 
 from liftpose.modules.lifting import LiftingModule
+from liftpose.modules.tmt import TMTModule
 
-__all__ = ["LiftingModule"]
+__all__ = ["LiftingModule", "TMTModule"]

@@ -157,9 +157,9 @@ class LiftingModule(L.LightningModule):
     # ------------------------------------------------------------------ evaluation
     def predict_eval(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, J, C_in)`` -> ``(B, T_out, J, 3)``, root zeroed, optionally flip-averaged."""
-        pred = self.model(x)
+        pred = self(x)
         if self.hparams.test_flip:
-            flipped = self.model(flip_pose(x, self.flip_perm))
+            flipped = self(flip_pose(x, self.flip_perm))
             pred = (pred + flip_pose(flipped, self.flip_perm)) / 2
         if self.hparams.zero_root_eval:
             pred = torch.cat([torch.zeros_like(pred[..., :1, :]), pred[..., 1:, :]], dim=-2)

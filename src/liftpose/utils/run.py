@@ -12,13 +12,23 @@ from omegaconf import DictConfig, OmegaConf
 
 
 def _register_resolvers() -> None:
-    """Resolvers used by conf/: ``${abspath:...}`` and ``${layout_joints:h36m17}``."""
+    """Resolvers used by conf/: ``${abspath:...}``, ``${layout_joints:h36m17}``,
+    ``${tmt_in_chans:<motion>,<steps>}``."""
     from liftpose.data.skeleton import get_layout
 
     if not OmegaConf.has_resolver("abspath"):
         OmegaConf.register_new_resolver("abspath", lambda p: str(Path(p).expanduser().resolve()))
     if not OmegaConf.has_resolver("layout_joints"):
         OmegaConf.register_new_resolver("layout_joints", lambda name: get_layout(name).num_joints)
+    if not OmegaConf.has_resolver("tmt_in_chans"):
+        OmegaConf.register_new_resolver("tmt_in_chans", _tmt_in_chans)
+
+
+def _tmt_in_chans(motion: str, steps: str) -> int:
+    """``${tmt_in_chans:v3,tmt}``: input channels a lifter trained by TMT needs."""
+    from liftpose.modules.tmt import tmt_in_channels
+
+    return tmt_in_channels(motion, steps)
 
 
 _register_resolvers()
