@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -48,10 +49,12 @@ def test_every_spec_row_composes_and_builds(spec, scale):
     hashes = set()
     for row in spec.rows:
         cfg = compose_job(spec.job_overrides(row, scale, spec.scales[scale].seeds[0]))
-        model = instantiate(cfg.model)
+        with torch.device("meta"):  # builds the model without allocating its weights
+            model = instantiate(cfg.model)
         assert sum(p.numel() for p in model.parameters()) > 0
         hashes.add(config_hash(cfg))
-    assert len(hashes) == len(spec.rows), "two rows of a table run the same config"
+    if spec.needs_runs and scale != "smoke":  # smoke may shrink rows to the same model
+        assert len(hashes) == len(spec.rows), "two rows of a table run the same config"
 
 
 def write_spec(root: Path, doc: dict, name: str = "t/tiny.yaml") -> Path:

@@ -76,7 +76,7 @@ class PoseFormer(nn.Module):
         self.embed_dim_ratio = embed_dim_ratio
         self.embed_dim = embed_dim = embed_dim_ratio * num_joints
         norm_layer = partial(nn.LayerNorm, eps=1e-6)
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        dpr = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()  # meta-safe
 
         self.joint_embed = nn.Linear(in_chans, embed_dim_ratio)
         self.spatial_pos_embed = nn.Parameter(torch.zeros(1, num_joints, embed_dim_ratio))

@@ -240,16 +240,29 @@ def collect(spec: TableSpec, scale: str, jobs: list[Job]) -> list[RowResult]:
         for col in spec.columns:
             if col.at is not None:
                 res.values[col.key] = [computed(spec, row, col.at, col.key)]
+        if not spec.needs_runs:  # nothing to train: the computed columns are the result
+            res.seeds_done = list(res.seeds_planned)
         out.append(res)
     return out
 
 
 def computed(spec: TableSpec, row: Row, scale: str, key: str) -> float:
-    """A column computed from the row's model built at ``scale`` (parameter counts)."""
+    """A column computed from the row's model built at ``scale``, on the meta device (no
+    memory, no time): parameter counts, or GFLOPs of one eval-mode forward of one window."""
+    import torch
     from hydra.utils import instantiate
+    from torch.utils.flop_counter import FlopCounterMode
 
     cfg = compose_job(spec.job_overrides(row, scale, spec.scales[scale].seeds[0]))
-    model = instantiate(cfg.model)
+    with torch.device("meta"):
+        model = instantiate(cfg.model).eval()
+        if key == "gflops":
+            t = int(getattr(model, "receptive_field", cfg.frames))
+            joints = int(getattr(model, "num_joints", 17))
+            x = torch.zeros(1, t, joints, int(getattr(model, "in_channels", 2)))
+            with FlopCounterMode(display=False) as counter, torch.no_grad():
+                model(x)
+            return counter.get_total_flops() / 1e9
     n = sum(p.numel() for p in model.parameters())
     return float(n) if key == "params" else n / 1e6
 
@@ -327,7 +340,7 @@ def reproduce(
     for spec in specs:
         jobs = plan(spec, scale, results, list(extra or []))
         todo = [j for j in jobs if not j.done and (seeds is None or j.seed in seeds)]
-        todo = [] if render_only else todo
+        todo = [] if render_only or not spec.needs_runs else todo
         done = sum(j.done for j in jobs)
         print(f"[{spec.id}] {done} of {len(jobs)} run(s) done", flush=True)
         if todo:

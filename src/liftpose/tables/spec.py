@@ -26,7 +26,9 @@ The row comes last so that the variable a table studies is never overridden by a
 
 A column with ``at: <scale>`` is not read from ``metrics.json``: it is computed from the row's
 model built at that scale (no training), so a parameter count at the paper's own dimensions
-stands beside smoke-scale errors. Only ``params``/``params_m`` can be computed that way.
+stands beside smoke-scale errors. ``params``, ``params_m`` and ``gflops`` (one forward pass of
+one window, in eval mode) can be computed that way; a table whose columns are all computed
+runs no training at all.
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ ROW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 #: metrics.json keys a column may name: ``test/<metric>``, ``test/<metric>/frames``,
 #: ``test/<metric>/action/<name>`` for these metrics, and the top-level numbers below.
 TEST_METRICS = {"mpjpe", "p_mpjpe", "n_mpjpe", "mpjve", "pck", "auc"}
-TOP_LEVEL_KEYS = {"params", "params_m", "seconds"}
-COMPUTABLE_KEYS = {"params", "params_m"}
+TOP_LEVEL_KEYS = {"params", "params_m", "seconds", "gflops"}
+#: keys a column may compute from the row's model (``at: <scale>``): parameter counts, and the
+#: floating-point operations of one forward pass of one window (``torch.utils.flop_counter``)
+COMPUTABLE_KEYS = {"params", "params_m", "gflops"}
 
 
 def is_metric_key(key: str) -> bool:
@@ -98,6 +102,11 @@ class TableSpec:
     rows: list[Row]
     scales: dict[str, Scale]
     notes: str = ""
+
+    @property
+    def needs_runs(self) -> bool:
+        """Whether any column is read from training runs (not all computed from the model)."""
+        return any(c.at is None for c in self.columns)
 
     @property
     def id(self) -> str:
