@@ -350,3 +350,13 @@ def test_submitit_local_launcher_runs_jobs_as_processes(tiny_root, tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert (sweep / "0" / "metrics.json").is_file()
     assert list((sweep / ".submitit").glob("*/*_result.pkl"))  # it went through submitit
+
+
+def test_convergence_rule():
+    from liftpose.tables.spec import convergence
+
+    history = [[1, 60.0, 100.0], [2, 120.0, 60.0], [3, 180.0, 50.4], [4, 240.0, 50.0]]
+    assert convergence(history, 0.01) == (3, 3.0)  # 50.4 <= 50.0 * 1.01
+    assert convergence(history, 0.0) == (4, 4.0)
+    assert convergence(history, 0.25) == (2, 2.0)
+    assert convergence([], 0.01) is None

@@ -89,6 +89,8 @@ def test_metrics_json_resume_and_eval_reproduces(tiny_root, tmp_path):
     ):
         assert key in m, key
     assert on_disk["seed"] == 0 and on_disk["data_fingerprint"] and on_disk["params"] > 0
+    history = on_disk["val_history"]  # [epoch, seconds of training, val/mpjpe] per validation
+    assert [h[0] for h in history] == [1, 2] and 0 < history[0][1] < history[1][1]
     assert on_disk["config"]["model"]["depth"] == 1
     last = run / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["epoch"] == 1
@@ -100,6 +102,7 @@ def test_metrics_json_resume_and_eval_reproduces(tiny_root, tmp_path):
     )
     ck = torch.load(run2 / "checkpoints" / "last.ckpt", weights_only=False)
     assert ck["epoch"] == 2
+    assert [h[0] for h in ck["liftpose_val_history"]] == [1, 2, 3]  # carried over
     run3 = tmp_path / "straight"
     run_train(tiny_cfg(tiny_root, run3, ["trainer.max_epochs=3", "test=false"]))
     ref = torch.load(run3 / "checkpoints" / "last.ckpt", weights_only=False)

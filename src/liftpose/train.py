@@ -143,6 +143,7 @@ def write_metrics(
         "data_fingerprint": datamodule.data_fingerprint(),
         "ckpt_path": ckpt,
         "seconds": round(seconds, 1),
+        "val_history": [[int(e), round(t, 2), v] for e, t, v in getattr(module, "val_history", [])],
         "fast_dev_run": bool(cfg.get("trainer", {}).get("fast_dev_run", False)),
         "config": to_container(cfg),
     }

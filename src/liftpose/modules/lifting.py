@@ -13,6 +13,7 @@ averages the prediction with the un-mirrored prediction of the mirrored input.
 from __future__ import annotations
 
 import random
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -71,6 +72,10 @@ class LiftingModule(L.LightningModule):
         )
         self.val_metrics: nn.Module | None = None
         self.test_metrics: nn.Module | None = None
+        #: ``[epoch, seconds of training so far, val/mpjpe]`` after each validation (for the
+        #: time-to-convergence columns of the paper tables)
+        self.val_history: list[list[float]] = []
+        self._fit_started, self._fit_offset = time.monotonic(), 0.0
         self.action_names: list[str] = []
 
     # ------------------------------------------------------------------ set-up
@@ -95,6 +100,9 @@ class LiftingModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._log_config()
+        # training time so far (carried over by a resumed run) and this session's start
+        self._fit_started = time.monotonic()
+        self._fit_offset = self.val_history[-1][1] if self.val_history else 0.0
 
     def on_test_start(self) -> None:
         self._log_config()
@@ -198,14 +206,13 @@ class LiftingModule(L.LightningModule):
                 if "/action/" not in k and torch.isfinite(v)
             }
         self.val_metrics.reset()
-        self._log_synced(
-            {
-                f"val/{k.replace('/avg', '')}": float(v)
-                for k, v in res.items()
-                if k.endswith("/avg")
-            },
-            prog_bar=True,
-        )
+        values = {
+            f"val/{k.replace('/avg', '')}": float(v) for k, v in res.items() if k.endswith("/avg")
+        }
+        self._log_synced(values, prog_bar=True)
+        if "val/mpjpe" in values and not self.trainer.sanity_checking:
+            elapsed = self._fit_offset + time.monotonic() - self._fit_started
+            self.val_history.append([self.current_epoch + 1, elapsed, values["val/mpjpe"]])
 
     def _log_synced(self, values: dict[str, float], **kwargs: Any) -> None:
         """Log epoch values that the metrics already gathered across processes (no reduction,
@@ -230,6 +237,7 @@ class LiftingModule(L.LightningModule):
         """Store the resolved run config (so the run can be rebuilt from the checkpoint alone)
         and the random-number states (so a resumed run continues as an uninterrupted one)."""
         checkpoint["liftpose_config"] = getattr(self, "run_config", None)
+        checkpoint["liftpose_val_history"] = self.val_history
         checkpoint["liftpose_rng"] = {
             "python": random.getstate(),
             "numpy": np.random.get_state(),
@@ -238,6 +246,7 @@ class LiftingModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.val_history = [list(h) for h in checkpoint.get("liftpose_val_history", [])]
         rng = checkpoint.get("liftpose_rng")
         if rng and self._trainer is not None and self.trainer.training:
             random.setstate(rng["python"])

@@ -37,7 +37,14 @@ from liftpose.tables.render import (
     render_index,
     render_markdown,
 )
-from liftpose.tables.spec import SCALES, Row, TableSpec, find_specs
+from liftpose.tables.spec import (
+    CONVERGENCE_KEYS,
+    SCALES,
+    Row,
+    TableSpec,
+    convergence,
+    find_specs,
+)
 from liftpose.utils.io import atomic_write_text
 from liftpose.utils.run import CONF_DIR
 
@@ -228,9 +235,12 @@ def collect(spec: TableSpec, scale: str, jobs: list[Job]) -> list[RowResult]:
             if job.done:
                 doc = json.loads((job.dir / "metrics.json").read_text())
                 res.seeds_done.append(job.seed)
+                conv = convergence(doc.get("val_history", []), spec.convergence_tolerance)
                 for col in spec.columns:
                     if col.at is None:
                         v = doc["metrics"].get(col.key, doc.get(col.key))
+                        if col.key in CONVERGENCE_KEYS:
+                            v = None if conv is None else conv[col.key.endswith("minutes")]
                         if v is not None:
                             res.values.setdefault(col.key, []).append(float(v))
                 if doc.get("git_commit"):

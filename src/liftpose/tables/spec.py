@@ -48,6 +48,8 @@ ROW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 #: ``test/<metric>/action/<name>`` for these metrics, and the top-level numbers below.
 TEST_METRICS = {"mpjpe", "p_mpjpe", "n_mpjpe", "mpjve", "pck", "auc"}
 TOP_LEVEL_KEYS = {"params", "params_m", "seconds", "gflops"}
+#: time to convergence, from ``metrics.json``'s ``val_history`` (see :func:`convergence`)
+CONVERGENCE_KEYS = {"convergence/epochs", "convergence/minutes"}
 #: keys a column may compute from the row's model (``at: <scale>``): parameter counts, and the
 #: floating-point operations of one forward pass of one window (``torch.utils.flop_counter``)
 COMPUTABLE_KEYS = {"params", "params_m", "gflops"}
@@ -55,7 +57,7 @@ COMPUTABLE_KEYS = {"params", "params_m", "gflops"}
 
 def is_metric_key(key: str) -> bool:
     """Whether ``key`` names a number that ``metrics.json`` holds (see :data:`TEST_METRICS`)."""
-    if key in TOP_LEVEL_KEYS:
+    if key in TOP_LEVEL_KEYS or key in CONVERGENCE_KEYS:
         return True
     parts = key.split("/")
     if len(parts) < 2 or parts[0] != "test" or parts[1] not in TEST_METRICS:
@@ -102,6 +104,7 @@ class TableSpec:
     rows: list[Row]
     scales: dict[str, Scale]
     notes: str = ""
+    convergence_tolerance: float = 0.01
 
     @property
     def needs_runs(self) -> bool:
@@ -174,6 +177,7 @@ def load_spec(path: str | Path, root: str | Path | None = None) -> TableSpec:
         if key not in doc:
             raise DataError(path, key, "missing")
     known = {"paper", "title", "caption", "base", "labels", "columns", "rows", "scales", "notes"}
+    known.add("convergence_tolerance")
     unknown = set(doc) - known
     if unknown:
         raise DataError(
@@ -273,7 +277,25 @@ def load_spec(path: str | Path, root: str | Path | None = None) -> TableSpec:
         rows=rows,
         scales=scales,
         notes=str(doc.get("notes", "")).strip(),
+        convergence_tolerance=float(doc.get("convergence_tolerance", 0.01)),
     )
+
+
+def convergence(history: list[list[float]], tolerance: float) -> tuple[int, float] | None:
+    """``(epochs, minutes)`` of training until convergence, or None without validations.
+
+    The rule: a run has converged at the first validation whose ``val/mpjpe`` is within
+    ``tolerance`` (relative) of the best ``val/mpjpe`` of the whole run; the time is the
+    training time (validation included) up to the end of that epoch. ``history`` holds
+    ``[epoch, seconds, val/mpjpe]`` per validation.
+    """
+    if not history:
+        return None
+    best = min(v for _, _, v in history)
+    for epoch, seconds, value in history:
+        if value <= best * (1.0 + tolerance):
+            return int(epoch), seconds / 60.0
+    return None  # unreachable: the best value itself qualifies
 
 
 def find_specs(root: str | Path, pattern: str = "*") -> list[TableSpec]:
