@@ -289,3 +289,55 @@ def test_drop_path() -> None:
     assert 0.35 < (per_sample[:, 0] == 0).float().mean() < 0.65
     with pytest.raises(ValueError):
         DropPath(1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# strided (sparse) attention
+
+
+@pytest.mark.parametrize("n", [27, 81, 243, 351])
+def test_strided_mask_pattern_and_density(n: int) -> None:
+    from liftpose.models.blocks.attention import strided_mask
+
+    mask = strided_mask(n, num_heads=8)
+    ell = round(math.sqrt(n))
+    i = torch.arange(n)
+    d = i[:, None] - i[None, :]
+    assert mask.shape == (8, n, n) and mask.dtype == torch.bool
+    assert torch.equal(mask[0], d.abs() <= ell // 2)  # nearby positions, both sides
+    assert torch.equal(mask[7], d.remainder(ell) == 0)  # every l-th position, both sides
+    assert torch.equal(mask[:4], mask[:1].expand(4, n, n))
+    assert torch.all(mask.diagonal(dim1=1, dim2=2))  # every query sees itself
+    density = (mask[0] | mask[7]).float().mean().item()
+    assert density == pytest.approx(2 / math.sqrt(n), rel=0.25), density
+    assert mask.float().mean().item() == pytest.approx(1 / math.sqrt(n), rel=0.25)
+
+
+def test_strided_attention_is_masked_attention() -> None:
+    from liftpose.models.blocks.attention import strided_mask
+
+    torch.manual_seed(0)
+    attn = Attention(32, num_heads=4, qkv_bias=True, pattern="strided").eval()
+    x = torch.randn(2, 27, 32)
+    with torch.no_grad():
+        got = attn(x)
+        ref = _naive_attention(attn, x, strided_mask(27, 4))
+        dense = Attention(32, num_heads=4, qkv_bias=True).eval()
+        dense.load_state_dict(attn.state_dict())
+        assert not torch.allclose(dense(x), got)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+    assert list(attn._mask_cache) == [(27, "cpu")]  # built once per length and device
+    with pytest.raises(ValueError, match="pattern"):
+        Attention(32, pattern="sparse")
+
+
+def test_strided_attention_is_a_config_choice_with_the_same_weights() -> None:
+    torch.manual_seed(0)
+    dense = _small_poseformer().eval()
+    strided = _small_poseformer(attention="strided").eval()
+    strided.load_state_dict(dense.state_dict())  # no new parameters
+    x = torch.randn(2, 9, 17, 2)
+    with torch.no_grad():
+        assert not torch.allclose(dense(x), strided(x))
+    assert all(b.attn.pattern == "strided" for b in strided.temporal_blocks)
+    assert all(b.attn.pattern == "dense" for b in strided.spatial_blocks)

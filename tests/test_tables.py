@@ -360,3 +360,21 @@ def test_convergence_rule():
     assert convergence(history, 0.0) == (4, 4.0)
     assert convergence(history, 0.25) == (2, 2.0)
     assert convergence([], 0.01) is None
+
+
+def test_rehash_renames_finished_runs_to_their_config_hash(tmp_path):
+    from liftpose.tables.run import rehash
+
+    cfg = {"seed": 3, "model": {"_target_": "liftpose.models.PoseFormer", "depth": 2}}
+    old = tmp_path / "p" / "t" / "row" / "seed3-deadbeef"
+    old.mkdir(parents=True)
+    (old / "metrics.json").write_text(json.dumps({"metrics": {}, "config": cfg}))
+    (tmp_path / "p" / "t2" / "row").mkdir(parents=True)
+    link = tmp_path / "p" / "t2" / "row" / "seed3-deadbeef"
+    link.symlink_to(old)
+    moved = rehash(tmp_path)
+    new = old.with_name(f"seed3-{config_hash(cfg)}")
+    assert moved == [(old, new)] and (new / "metrics.json").is_file()
+    assert not link.is_symlink()  # the dangling link is gone; planning links it again
+    # a default-valued argument does not change the hash (new options keep old runs valid)
+    assert config_hash({**cfg, "model": {**cfg["model"], "attention": "dense"}}) == config_hash(cfg)

@@ -93,6 +93,7 @@ class AttentionLifter(PoseFormer):
         head: str = "sequence",
         spatial_head: bool = True,
         temporal_input: str = "features",
+        attention: str = "dense",
     ) -> None:
         if head not in HEADS:
             raise ValueError(f"head={head!r}: one of {HEADS}")
@@ -120,6 +121,7 @@ class AttentionLifter(PoseFormer):
             temporal_slots=lambda i, dim: make_slots(
                 ta_placement, partial(temporal_attention, dim, ta_kernel, ta_groups)
             ),
+            attention=attention,
         )
         self.head_mode = head
         self.temporal_input = temporal_input

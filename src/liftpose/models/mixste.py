@@ -117,6 +117,7 @@ class MixSTE(nn.Module):
         drop_path_rate: float = 0.1,
         spatial_slots: SlotSpec | None = None,
         temporal_slots: SlotSpec | None = None,
+        attention: str = "dense",
     ) -> None:
         super().__init__()
         self.num_frames = num_frames
@@ -134,7 +135,7 @@ class MixSTE(nn.Module):
         self.temporal_pos_embed = nn.Parameter(torch.zeros(1, num_frames, embed_dim))
         self.pos_drop = nn.Dropout(drop_rate)
 
-        def stack(slots: SlotSpec | None) -> nn.ModuleList:
+        def stack(slots: SlotSpec | None, pattern: str = "dense") -> nn.ModuleList:
             return nn.ModuleList(
                 Block(
                     embed_dim,
@@ -147,12 +148,13 @@ class MixSTE(nn.Module):
                     drop_path=dpr[i],
                     norm_layer=norm_layer,
                     slots=build_block_slots(slots, index=i, dim=embed_dim),
+                    attention=pattern,
                 )
                 for i in range(depth)
             )
 
         self.spatial_blocks = stack(spatial_slots)
-        self.temporal_blocks = stack(temporal_slots)
+        self.temporal_blocks = stack(temporal_slots, attention)  # frames: dense or strided
         # One norm per stage, shared by all layers (as in the official code).
         self.spatial_norm = norm_layer(embed_dim)
         self.temporal_norm = norm_layer(embed_dim)

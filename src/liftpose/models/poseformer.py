@@ -43,6 +43,8 @@ class PoseFormer(nn.Module):
         spatial_slots: slot modules for the spatial blocks (a
             :data:`~liftpose.models.blocks.SlotSpec`; factories receive ``dim = embed_dim_ratio``).
         temporal_slots: slot modules for the temporal blocks (factories receive ``dim = J * c``).
+        attention: attention pattern of the temporal blocks (over frames), ``dense`` or
+            ``strided`` (:mod:`liftpose.models.blocks.attention`); joints always attend densely.
 
     Shapes: ``forward(x: (B, T, J, C_in)) -> (B, 1, J, 3)``.
 
@@ -68,6 +70,7 @@ class PoseFormer(nn.Module):
         drop_path_rate: float = 0.2,
         spatial_slots: SlotSpec | None = None,
         temporal_slots: SlotSpec | None = None,
+        attention: str = "dense",
     ) -> None:
         super().__init__()
         self.num_frames = num_frames
@@ -83,7 +86,7 @@ class PoseFormer(nn.Module):
         self.temporal_pos_embed = nn.Parameter(torch.zeros(1, num_frames, embed_dim))
         self.pos_drop = nn.Dropout(drop_rate)
 
-        def stack(dim: int, slots: SlotSpec | None) -> nn.ModuleList:
+        def stack(dim: int, slots: SlotSpec | None, pattern: str = "dense") -> nn.ModuleList:
             return nn.ModuleList(
                 Block(
                     dim,
@@ -96,13 +99,14 @@ class PoseFormer(nn.Module):
                     drop_path=dpr[i],
                     norm_layer=norm_layer,
                     slots=build_block_slots(slots, index=i, dim=dim),
+                    attention=pattern,
                 )
                 for i in range(depth)
             )
 
         self.spatial_blocks = stack(embed_dim_ratio, spatial_slots)
         self.spatial_norm = norm_layer(embed_dim_ratio)
-        self.temporal_blocks = stack(embed_dim, temporal_slots)
+        self.temporal_blocks = stack(embed_dim, temporal_slots, attention)
         self.temporal_norm = norm_layer(embed_dim)
 
         # Learned weighted mean over frames: frames are the Conv1d channels.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import os
 import subprocess
@@ -26,7 +27,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from liftpose.errors import ConfigError, DataError
@@ -50,7 +53,9 @@ from liftpose.utils.run import CONF_DIR
 
 #: config keys that do not change what a run computes, left out of its hash
 UNHASHED = ("hydra", "paths", "logger", "table", "tags", "task_name", "ckpt_path")
-UNHASHED_TRAINER = ("default_root_dir", "enable_progress_bar", "log_every_n_steps")
+UNHASHED_TRAINER = ("enable_progress_bar", "log_every_n_steps")
+#: keys naming where a run writes, left out at any depth (they follow the run folder)
+OUTPUT_KEYS = ("dirpath", "default_root_dir", "save_dir")
 DEFAULT_EXPERIMENTS = Path(os.environ.get("LIFTPOSE_EXPERIMENTS", CONF_DIR.parent / "experiments"))
 
 
@@ -97,15 +102,40 @@ def compose_job(overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """Eight hex digits identifying what a run computes (see :data:`UNHASHED`)."""
-    doc = OmegaConf.to_container(cfg, resolve=True)
+def drop_defaults(node: Any) -> Any:
+    """``node`` without the arguments of its ``_target_`` that equal the callable's defaults
+    (and without the output locations of :data:`OUTPUT_KEYS`).
+
+    A new option added to a config at its default value then leaves the hash of every earlier
+    run unchanged, so finished runs stay valid.
+    """
+    if isinstance(node, list):
+        return [drop_defaults(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: drop_defaults(v) for k, v in node.items() if k not in OUTPUT_KEYS}
+    target = out.get("_target_")
+    if isinstance(target, str):
+        try:
+            params = inspect.signature(get_object(target)).parameters
+        except Exception:  # noqa: BLE001 - an unknown target keeps all its keys
+            return out
+        for name, param in params.items():
+            if name in out and param.default is not inspect.Parameter.empty:
+                if out[name] == param.default:
+                    del out[name]
+    return out
+
+
+def config_hash(cfg: DictConfig | dict) -> str:
+    """Eight hex digits identifying what a run computes (see :data:`UNHASHED`; arguments at
+    their defaults are left out, see :func:`drop_defaults`)."""
+    doc = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
     assert isinstance(doc, dict)
-    for key in UNHASHED:
-        doc.pop(key, None)
-    for key in UNHASHED_TRAINER:
-        doc.get("trainer", {}).pop(key, None)
-    blob = json.dumps(doc, sort_keys=True, default=str)
+    doc = {k: v for k, v in doc.items() if k not in UNHASHED}
+    if isinstance(doc.get("trainer"), dict):
+        doc["trainer"] = {k: v for k, v in doc["trainer"].items() if k not in UNHASHED_TRAINER}
+    blob = json.dumps(drop_defaults(doc), sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:8]
 
 
@@ -135,6 +165,28 @@ def plan(spec: TableSpec, scale: str, results: Path, extra: list[str]) -> list[J
                 reuse_identical_run(job, results)
             jobs.append(job)
     return jobs
+
+
+def rehash(results: Path) -> list[tuple[Path, Path]]:
+    """Rename finished run folders to the hash of the config they stored, as computed now.
+
+    After an upgrade that changes how configs are hashed (or a spec's scale presets), finished
+    runs keep counting instead of being run again. Returns the ``(old, new)`` renames.
+    """
+    moved = []
+    for metrics in sorted(results.glob("*/*/*/seed*-*/metrics.json")):
+        run = metrics.parent
+        if run.is_symlink():
+            continue
+        seed = run.name.split("-", 1)[0]
+        target = run.with_name(f"{seed}-{config_hash(json.loads(metrics.read_text())['config'])}")
+        if target != run and not target.exists():
+            run.rename(target)
+            moved.append((run, target))
+    for link in results.glob("*/*/*/seed*-*"):
+        if link.is_symlink() and not link.exists():
+            link.unlink()  # pointed at a folder that moved; planning links it again
+    return moved
 
 
 def reuse_identical_run(job: Job, results: Path) -> None:
@@ -385,6 +437,11 @@ def main(argv: list[str] | None = None) -> int:
         help="a conf/logger option (wandb: one group per table, and the rendered table logged)",
     )
     p.add_argument("--render-only", action="store_true", help="render from existing runs")
+    p.add_argument(
+        "--rehash",
+        action="store_true",
+        help="first rename finished runs to the current hash of their stored config",
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="stream the jobs' output")
     p.add_argument(
         "--seeds",
@@ -394,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every job")
     args = p.parse_args(argv)
+    if args.rehash:
+        for old, new in rehash(Path(args.results).resolve()):
+            print(f"renamed {old} -> {new.name}")
     try:
         out = reproduce(
             args.scale,

@@ -97,6 +97,7 @@ class Block(nn.Module):
         act_layer: MLP activation class.
         norm_layer: normalisation class/factory called with ``dim``.
         slots: ``{slot_name: module | None}`` with names from :data:`SLOT_NAMES`.
+        attention: attention pattern, ``dense`` or ``strided`` (:class:`Attention`).
 
     Shapes: ``(B, N, C) -> (B, N, C)``.
     """
@@ -114,6 +115,7 @@ class Block(nn.Module):
         act_layer: type[nn.Module] = nn.GELU,
         norm_layer: Callable[[int], nn.Module] = default_norm_layer,
         slots: Mapping[str, nn.Module | None] | None = None,
+        attention: str = "dense",
     ) -> None:
         super().__init__()
         self.norm1 = norm_layer(dim)
@@ -124,6 +126,7 @@ class Block(nn.Module):
             qk_scale=qk_scale,
             attn_drop=attn_drop,
             proj_drop=drop,
+            pattern=attention,
         )
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = norm_layer(dim)
