@@ -62,3 +62,23 @@ def test_mixste_training_loss_matches_a_numpy_reference():
     tc = (wn[None, None, :, None] * np.square(np.diff(p, axis=1))).mean()
     mpjve = np.linalg.norm(np.diff(p, axis=1) - np.diff(t, axis=1), axis=-1).mean()
     assert float(total) == pytest.approx(wmpjpe + 0.5 * tc + 2.0 * mpjve, rel=1e-5)
+
+
+def test_frame_weighted_mpjpe():
+    from liftpose.losses import frame_weighted_mpjpe_loss, frame_weights
+
+    torch.manual_seed(0)
+    pred, target = torch.randn(2, 9, 17, 3), torch.randn(2, 9, 17, 3)
+    err = torch.linalg.vector_norm(pred - target, dim=-1)  # (B, T, J)
+    uniform = frame_weighted_mpjpe_loss(pred, target)
+    torch.testing.assert_close(uniform, err.mean())
+    a = frame_weights(9, "centre", peak=2.0, sigma=1.5)
+    assert a.mean().item() == pytest.approx(1.0) and a.argmax().item() == 4
+    assert torch.allclose(a, a.flip(0)) and a[4] > a[3] > a[0]
+    d = torch.arange(9.0) - 4
+    w = 1 + 2.0 * torch.exp(-(d**2) / (2 * 1.5**2))
+    torch.testing.assert_close(a, w / w.mean())
+    got = frame_weighted_mpjpe_loss(pred, target, profile="centre", peak=2.0, sigma=1.5)
+    torch.testing.assert_close(got, (err * a[:, None]).mean())
+    one = frame_weighted_mpjpe_loss(pred[:, :1], target[:, :1], profile="centre")
+    torch.testing.assert_close(one, err[:, :1].mean())  # one frame: plain MPJPE

@@ -36,6 +36,39 @@ def weighted_mpjpe_loss(
     return (torch.linalg.vector_norm(pred - target, dim=-1) * w).mean()
 
 
+def frame_weights(
+    t: int, profile: str = "uniform", peak: float = 1.0, sigma: float | None = None
+) -> torch.Tensor:
+    """Per-frame weights ``alpha_t`` of a ``t``-frame window, mean 1: ``(t,)``.
+
+    ``uniform``: all 1 (the Strided Transformer's original full-sequence loss). ``centre``:
+    ``w_t = 1 + peak * exp(-(t - c)^2 / (2 sigma^2))`` around the centre frame ``c`` (sigma
+    defaults to ``t / 8``), divided by its mean so that the loss keeps its scale: the target
+    frame and its neighbours weigh more (strided-transformer.txt eq. 15).
+    """
+    if profile == "uniform" or t == 1:
+        return torch.ones(t)
+    if profile != "centre":
+        raise ValueError(f"frame weight profile {profile!r}: 'uniform' or 'centre'")
+    s = sigma if sigma is not None else max(t / 8.0, 0.5)
+    d = torch.arange(t, dtype=torch.float64) - (t - 1) / 2
+    w = 1.0 + peak * torch.exp(-(d**2) / (2 * s**2))
+    return (w / w.mean()).float()
+
+
+def frame_weighted_mpjpe_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    profile: str = "uniform",
+    peak: float = 1.0,
+    sigma: float | None = None,
+) -> torch.Tensor:
+    """``mean_t,j(alpha_t * ||pred - target||)`` of ``(B, T, J, 3)`` (see :func:`frame_weights`);
+    equals MPJPE for one frame or the uniform profile."""
+    a = frame_weights(pred.shape[1], profile, peak, sigma).to(pred.device, pred.dtype)
+    return (torch.linalg.vector_norm(pred - target, dim=-1) * a[:, None]).mean()
+
+
 def n_mpjpe_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """MPJPE after the optimal per-pose scale of the prediction, ``(B, T, J, 3)``."""
     return F.n_mpjpe(pred.flatten(0, 1), target.flatten(0, 1))
@@ -68,6 +101,7 @@ def temporal_consistency_loss(
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "mpjpe": mpjpe_loss,
     "weighted_mpjpe": weighted_mpjpe_loss,
+    "frame_weighted_mpjpe": frame_weighted_mpjpe_loss,
     "n_mpjpe": n_mpjpe_loss,
     "velocity": velocity_loss,
     "temporal_consistency": temporal_consistency_loss,

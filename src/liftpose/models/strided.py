@@ -271,6 +271,7 @@ class StridedBlock(Block):
     ) -> None:
         super().__init__(dim, num_heads, drop=drop, act_layer=act_layer, **kwargs)
         self.stride = stride
+        # replaces the Block's position-wise Mlp
         self.mlp = StridedConvMlp(dim, hidden_features, kernel_size, stride, act_layer, drop)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:

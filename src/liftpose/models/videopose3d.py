@@ -135,6 +135,18 @@ class TemporalBlock(nn.Module):
         return self._tail(F.conv1d(x, self.conv.weight, stride=self.width), res)
 
 
+def widths_for(num_frames: int | None) -> list[int]:
+    """Filter widths of the paper for a receptive field: all 3 (27: [3,3,3], 81: [3,3,3,3],
+    243: [3,3,3,3,3]); other lengths need explicit ``filter_widths``."""
+    k = round(math.log(num_frames, 3)) if num_frames and num_frames > 1 else 0
+    if num_frames is None or k < 1 or 3**k != num_frames:
+        raise ValueError(
+            f"no default filter_widths for num_frames={num_frames}: give filter_widths "
+            "(the paper uses powers of 3: 27, 81, 243)"
+        )
+    return [3] * k
+
+
 class VideoPose3D(nn.Module):
     """VideoPose3D temporal convolution model (one 3D pose per window of ``RF`` input frames).
 
@@ -142,7 +154,8 @@ class VideoPose3D(nn.Module):
         num_joints: input joints ``J``.
         in_chans: input channels per joint ``C_in`` (2 for x, y; any positive number works).
         out_joints: output joints ``J_out`` (default ``num_joints``).
-        filter_widths: odd temporal filter widths; ``len - 1`` residual blocks and receptive
+        filter_widths: odd temporal filter widths (None: all 3 for ``num_frames``, see
+            :func:`widths_for`); ``len - 1`` residual blocks and receptive
             field ``RF = prod(filter_widths)`` (27: ``(3, 3, 3)``, 81: ``(3, 3, 3, 3)``,
             243: ``(3, 3, 3, 3, 3)``).
         channels: convolution channels ``C``.
@@ -163,7 +176,7 @@ class VideoPose3D(nn.Module):
         num_joints: int = 17,
         in_chans: int = 2,
         out_joints: int | None = None,
-        filter_widths: Sequence[int] = (3, 3, 3, 3, 3),
+        filter_widths: Sequence[int] | None = (3, 3, 3, 3, 3),
         channels: int = 1024,
         dropout: float = 0.25,
         causal: bool = False,
@@ -172,6 +185,8 @@ class VideoPose3D(nn.Module):
         optimized_1f: bool = True,
     ) -> None:
         super().__init__()
+        if filter_widths is None:
+            filter_widths = widths_for(num_frames)
         widths = tuple(int(w) for w in filter_widths)
         if not widths or any(w < 1 or w % 2 == 0 for w in widths):
             raise ValueError(f"filter_widths must be positive odd numbers, got {filter_widths}")
