@@ -170,3 +170,21 @@ def test_strided_needs_known_or_explicit_strides() -> None:
 def test_strided_official_args_are_checked() -> None:
     with pytest.raises(TypeError, match="unsupported StridedTransformer constructor argument"):
         from_official("strided", {}, {"frames": 27, "in_channels": 2})
+
+
+def test_strided_attention_option_keeps_the_weights() -> None:
+    from liftpose.models.strided import StridedTransformer
+
+    torch.manual_seed(0)
+    dense = StridedTransformer(num_frames=27, channel=32, d_hid=64, layers=2).eval()
+    sparse = StridedTransformer(
+        num_frames=27, channel=32, d_hid=64, layers=2, attention="strided"
+    ).eval()
+    sparse.load_state_dict(dense.state_dict())
+    assert [b.attn.pattern for b in sparse.ste_blocks] == ["strided"] * 3
+    assert [b.attn.pattern for b in sparse.vte_blocks] == ["dense"] * 2
+    x = torch.randn(2, 27, 17, 2)
+    with torch.no_grad():
+        assert not torch.allclose(dense(x), sparse(x))
+    with pytest.raises(ValueError, match="attention_in"):
+        StridedTransformer(num_frames=27, attention_in="all")

@@ -116,11 +116,26 @@ def bench_data(frames: list[int], batch_size: int, seconds: float, root: Path) -
     return rows
 
 
-def _models() -> dict[str, Callable[[int], torch.nn.Module]]:
-    from liftpose.models.attn_lifter import AttentionLifter
-    from liftpose.models.poseformer import PoseFormer
+def _models() -> dict[str, Callable[..., torch.nn.Module]]:
+    """Bench names -> constructors at the papers' dimensions (``name:strided`` = strided
+    sparse attention in the model's attention layers that take it)."""
+    from functools import partial
 
-    return {"poseformer": PoseFormer, "attn_lifter": AttentionLifter}
+    from liftpose.models.attn_lifter import AttentionLifter
+    from liftpose.models.mixste import MixSTE
+    from liftpose.models.poseformer import PoseFormer
+    from liftpose.models.strided import StridedTransformer
+
+    return {
+        "poseformer": PoseFormer,
+        "attn_lifter": AttentionLifter,
+        "mixste": MixSTE,
+        "strided": StridedTransformer,
+        "strided:strided": partial(StridedTransformer, attention="strided"),
+        "strided:strided-both": partial(
+            StridedTransformer, attention="strided", attention_in="both"
+        ),
+    }
 
 
 def _loss(out: torch.Tensor | dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
@@ -199,6 +214,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-data", action="store_true")
     ap.add_argument("--skip-model", action="store_true")
     ap.add_argument("--models", nargs="+", default=["poseformer", "attn_lifter"])
+    ap.add_argument(
+        "--strided-frames",
+        type=int,
+        nargs="+",
+        default=[27, 81, 243, 351],
+        help="frames of the dense-vs-strided attention comparison (none: --strided-frames)",
+    )
     args = ap.parse_args(argv)
     con = Console()
     con.print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads")
@@ -219,6 +241,24 @@ def main(argv: list[str] | None = None) -> None:
             )
             for t, p, tr, inf in rows:
                 tab.add_row(str(t), precision, f"{p:.2f}", f"{tr:,.1f}", f"{inf:,.1f}")
+        con.print(tab)
+    if not args.skip_model and args.strided_frames:
+        tab = Table(
+            title=f"Strided Transformer, dense vs strided attention, batch {args.model_batch}, "
+            f"{args.device}, {args.precision[0]}"
+        )
+        for c in ("frames", "attention", "train samples/s", "infer frames/s"):
+            tab.add_column(c, justify="right")
+        for name in ("strided", "strided:strided", "strided:strided-both"):
+            rows = bench_model(
+                args.strided_frames, args.model_batch, args.seconds, args.device,
+                args.precision[0], name,
+            )  # fmt: skip
+            for t, _, tr, inf in rows:
+                kind = {"strided": "dense", "strided:strided": "strided (STE)"}.get(
+                    name, "strided (VTE+STE)"
+                )
+                tab.add_row(str(t), kind, f"{tr:,.1f}", f"{inf:,.1f}")
         con.print(tab)
     if not args.skip_model:
         con.print("infer = forward of the input and of its mirror (test-time flip averaging)")

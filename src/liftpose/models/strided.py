@@ -318,6 +318,11 @@ class StridedTransformer(nn.Module):
         drop_rate: dropout on residual branches and inside the feed-forward networks.
         attn_drop_rate: attention-probability dropout.
         embed_drop: dropout of the pose embedding.
+        attention: attention pattern, ``dense`` (the original) or ``strided`` (two-sided
+            strided sparse attention, :mod:`liftpose.models.blocks.attention`; the modified
+            method of strided-transformer.txt section 4.2.1).
+        attention_in: where ``attention`` applies: ``ste`` (the paper: "the attention layer"
+            of the STE layers), ``vte``, or ``both``; the other encoder stays dense.
 
     Shapes: ``forward(x: (B, T, J, C_in))`` returns ``{"full": (B, T, J_out, 3), "single":
     (B, 1, J_out, 3)}`` in training mode and ``(B, 1, J_out, 3)`` (the STE output) in eval
@@ -341,8 +346,14 @@ class StridedTransformer(nn.Module):
         drop_rate: float = 0.1,
         attn_drop_rate: float = 0.1,
         embed_drop: float = 0.25,
+        attention: str = "dense",
+        attention_in: str = "ste",
     ) -> None:
         super().__init__()
+        if attention_in not in ("ste", "vte", "both"):
+            raise ValueError(f"attention_in={attention_in!r}: 'ste', 'vte' or 'both'")
+        vte_pattern = attention if attention_in in ("vte", "both") else "dense"
+        ste_pattern = attention if attention_in in ("ste", "both") else "dense"
         strides = default_strides(num_frames) if strides is None else [int(s) for s in strides]
         if not strides or any(s < 1 for s in strides):
             raise ValueError(f"strides must be a non-empty list of positive ints, got {strides}")
@@ -369,7 +380,8 @@ class StridedTransformer(nn.Module):
         # VTE: full sequence
         self.vte_pos_embed = nn.Parameter(torch.randn(1, num_frames, channel))
         self.vte_blocks = nn.ModuleList(
-            _mlp_block(channel, hidden=d_hid, drop=drop_rate, **blk_args) for _ in range(layers)
+            _mlp_block(channel, hidden=d_hid, drop=drop_rate, attention=vte_pattern, **blk_args)
+            for _ in range(layers)
         )
         self.vte_norm = StdLayerNorm(channel).requires_grad_(False)  # official, never applied
 
@@ -382,6 +394,7 @@ class StridedTransformer(nn.Module):
                 stride=s,
                 kernel_size=kernel_size,
                 drop=drop_rate,
+                attention=ste_pattern,
                 **blk_args,
             )
             for s in strides

@@ -316,6 +316,8 @@ def computed(spec: TableSpec, row: Row, scale: str, key: str) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     cfg = compose_job(spec.job_overrides(row, scale, spec.scales[scale].seeds[0]))
+    if key == "fps":
+        return inference_fps(instantiate(cfg.model))
     with torch.device("meta"):
         model = instantiate(cfg.model).eval()
         if key == "gflops":
@@ -327,6 +329,30 @@ def computed(spec: TableSpec, row: Row, scale: str, key: str) -> float:
             return counter.get_total_flops() / 1e9
     n = sum(p.numel() for p in model.parameters())
     return float(n) if key == "params" else n / 1e6
+
+
+def inference_fps(model: Any, batch: int = 64, repeats: int = 3) -> float:
+    """Windows (one predicted frame each) per second of eval-mode inference, batch ``batch``."""
+    import statistics
+
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = model.to(device).eval()
+    t = int(model.receptive_field)
+    x = torch.randn(batch, t, int(model.num_joints), int(model.in_channels), device=device)
+    rates = []
+    with torch.no_grad():
+        model(x)  # warm-up
+        for _ in range(repeats):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            model(x)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            rates.append(batch / (time.perf_counter() - t0))
+    return statistics.median(rates)
 
 
 def write_outputs(spec: TableSpec, scale: str, results: Path, rows: list[RowResult]) -> Path:

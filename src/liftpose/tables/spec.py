@@ -47,12 +47,14 @@ ROW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 #: metrics.json keys a column may name: ``test/<metric>``, ``test/<metric>/frames``,
 #: ``test/<metric>/action/<name>`` for these metrics, and the top-level numbers below.
 TEST_METRICS = {"mpjpe", "p_mpjpe", "n_mpjpe", "mpjve", "pck", "auc"}
-TOP_LEVEL_KEYS = {"params", "params_m", "seconds", "gflops"}
+TOP_LEVEL_KEYS = {"params", "params_m", "seconds", "gflops", "fps"}
 #: time to convergence, from ``metrics.json``'s ``val_history`` (see :func:`convergence`)
 CONVERGENCE_KEYS = {"convergence/epochs", "convergence/minutes"}
-#: keys a column may compute from the row's model (``at: <scale>``): parameter counts, and the
-#: floating-point operations of one forward pass of one window (``torch.utils.flop_counter``)
-COMPUTABLE_KEYS = {"params", "params_m", "gflops"}
+#: keys a column may compute from the row's model (``at: <scale>``): parameter counts, the
+#: floating-point operations of one forward pass of one window (``torch.utils.flop_counter``),
+#: and ``fps``: predicted frames per second of eval-mode inference on this machine (batch 64,
+#: median of 3 timed runs, CUDA when available)
+COMPUTABLE_KEYS = {"params", "params_m", "gflops", "fps"}
 
 
 def is_metric_key(key: str) -> bool:
