@@ -12,6 +12,23 @@ REPO = Path(__file__).resolve().parents[1]
 #: Real data and official-implementation fixtures (``data/``, ``fixtures/``): ``../shared`` beside
 #: the repository, or ``$LIFTPOSE_SHARED``. Tests that need them skip with a reason without them.
 SHARED = Path(os.environ.get("LIFTPOSE_SHARED", REPO.parent / "shared"))
+#: Official-implementation outputs: ``<model>/[<variant>/]`` with config, state_dict and io files
+OFFICIAL = SHARED / "fixtures" / "official"
+
+
+def official_fixture(folder: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``(config, state_dict, io)`` of one official-implementation fixture folder, or a skip
+    with the missing files named."""
+    import json
+
+    needed = [folder / n for n in ("config.json", "state_dict.npz", "io.npz")]
+    missing = [str(p) for p in needed if not p.is_file()]
+    if missing:
+        pytest.skip(f"official fixtures not found: {missing} (set LIFTPOSE_SHARED)")
+    config = json.loads(needed[0].read_text())
+    with np.load(needed[1]) as sd, np.load(needed[2]) as io:
+        return config, {k: sd[k] for k in sd.files}, {k: io[k] for k in io.files}
+
 
 # A standing pose in the 17-joint layout, metres, Z up, pelvis at 1 m.
 REST_POSE = np.array([

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -12,7 +10,7 @@ from torch import nn
 from liftpose.models import from_official
 from liftpose.models.mhformer import MHFormer
 
-from .conftest import SHARED
+from .conftest import SHARED, official_fixture
 
 FIXTURES = SHARED / "fixtures" / "official" / "mhformer"
 VARIANTS = {"main": FIXTURES, "extra_frames_gt27": FIXTURES / "extra_frames_gt27"}
@@ -20,14 +18,7 @@ SMALL = dict(num_frames=9, num_joints=17, layers=2, channel=16, d_hid=32)
 
 
 def _fixture(variant: str) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    folder = VARIANTS[variant]
-    needed = [folder / n for n in ("config.json", "state_dict.npz", "io.npz")]
-    missing = [str(p) for p in needed if not p.is_file()]
-    if missing:
-        pytest.skip(f"official mhformer fixtures not found: {missing} (set LIFTPOSE_SHARED)")
-    config = json.loads(needed[0].read_text())
-    with np.load(needed[1]) as sd, np.load(needed[2]) as io:
-        return config, {k: sd[k] for k in sd.files}, {k: io[k] for k in io.files}
+    return official_fixture(VARIANTS[variant])
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

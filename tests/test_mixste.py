@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -16,19 +15,13 @@ from liftpose.models.blocks import SLOT_NAMES
 from liftpose.models.mixste import MixSTE, MixSTEOfficial, frames_to_joints, joints_to_frames
 from liftpose.models.official import OfficialWeightsError, available_official, get_official
 
-from .conftest import SHARED
+from .conftest import OFFICIAL, official_fixture
 
-FIXTURE = SHARED / "fixtures" / "official" / "mixste"
+FIXTURE = OFFICIAL / "mixste"
 
 
 def _official_fixture() -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    needed = [FIXTURE / n for n in ("config.json", "state_dict.npz", "io.npz")]
-    missing = [str(p) for p in needed if not p.is_file()]
-    if missing:
-        pytest.skip(f"official mixste fixtures not found: {missing} (set LIFTPOSE_SHARED)")
-    config = json.loads(needed[0].read_text())
-    with np.load(needed[1]) as sd, np.load(needed[2]) as io:
-        return config, {k: sd[k] for k in sd.files}, {k: io[k] for k in io.files}
+    return official_fixture(FIXTURE)
 
 
 SMALL = dict(num_frames=9, num_joints=17, embed_dim_ratio=16, depth=2, num_heads=4)

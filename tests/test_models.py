@@ -20,7 +20,7 @@ from liftpose.models.official import (
     load_checkpoint,
 )
 
-from .conftest import SHARED
+from .conftest import SHARED, official_fixture
 
 
 def _fixture_root() -> Path:
@@ -28,14 +28,7 @@ def _fixture_root() -> Path:
 
 
 def _official_fixture(model: str) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    folder = _fixture_root() / model
-    needed = [folder / n for n in ("config.json", "state_dict.npz", "io.npz")]
-    missing = [str(p) for p in needed if not p.is_file()]
-    if missing:
-        pytest.skip(f"official {model} fixtures not found: {missing} (set LIFTPOSE_SHARED)")
-    config = json.loads(needed[0].read_text())
-    with np.load(needed[1]) as sd, np.load(needed[2]) as io:
-        return config, {k: sd[k] for k in sd.files}, {k: io[k] for k in io.files}
+    return official_fixture(_fixture_root() / model)
 
 
 def _small_poseformer(**kwargs) -> PoseFormer:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,20 +11,10 @@ from liftpose.models import from_official
 from liftpose.models.official import OfficialWeightsError, available_official, get_official
 from liftpose.models.videopose3d import TemporalBlock, VideoPose3D, VideoPose3DOfficial
 
-from .conftest import SHARED
+from .conftest import SHARED, official_fixture
 
 FIXTURE = SHARED / "fixtures" / "official" / "videopose3d"
 TOL = dict(rtol=1e-6, atol=2e-6)
-
-
-def _official_fixture(folder: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    needed = [folder / n for n in ("config.json", "state_dict.npz", "io.npz")]
-    missing = [str(p) for p in needed if not p.is_file()]
-    if missing:
-        pytest.skip(f"official videopose3d fixtures not found: {missing} (set LIFTPOSE_SHARED)")
-    config = json.loads(needed[0].read_text())
-    with np.load(needed[1]) as sd, np.load(needed[2]) as io:
-        return config, {k: sd[k] for k in sd.files}, {k: io[k] for k in io.files}
 
 
 SMALL = dict(num_joints=5, filter_widths=(3, 3, 3), channels=16, dropout=0.25)
@@ -74,7 +61,7 @@ def _to_official_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 @pytest.mark.parametrize("variant", ["", "extra_causal"])
 def test_videopose3d_reproduces_official_outputs(variant: str) -> None:
-    config, sd, io = _official_fixture(FIXTURE / variant if variant else FIXTURE)
+    config, sd, io = official_fixture(FIXTURE / variant if variant else FIXTURE)
     model = from_official("videopose3d", sd, config["constructor_args"])
     assert isinstance(model, VideoPose3D) and not model.training
     assert sum(p.numel() for p in model.parameters()) == config["num_parameters"]
@@ -93,7 +80,7 @@ def test_videopose3d_reproduces_official_outputs(variant: str) -> None:
 
 
 def test_videopose3d_official_1f_args_and_state_dict_load() -> None:
-    config, sd, _ = _official_fixture(FIXTURE)
+    config, sd, _ = official_fixture(FIXTURE)
     model = from_official("videopose3d", sd, config["constructor_args_1f"])  # no ``dense``
     ours = model.state_dict()
     for key, value in _to_official_keys(ours).items():
