@@ -16,6 +16,7 @@ from liftpose.models.mixste import MixSTE, MixSTEOfficial, frames_to_joints, joi
 from liftpose.models.official import OfficialWeightsError, available_official, get_official
 
 from .conftest import OFFICIAL, official_fixture
+from .test_models import AddConstant
 
 FIXTURE = OFFICIAL / "mixste"
 
@@ -52,18 +53,6 @@ def _to_official_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Te
                 break
     assert len(out) == len(state_dict)
     return out
-
-
-class AddRamp(nn.Module):
-    """Slot test module: ``x + value * linspace(-1, 1, C)`` on ``(B, N, C)``."""
-
-    def __init__(self, dim: int, value: float = 0.5) -> None:
-        super().__init__()
-        self.value = nn.Parameter(torch.tensor(float(value)))
-        self.register_buffer("ramp", torch.linspace(-1.0, 1.0, dim), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.value * self.ramp
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,7 +210,7 @@ def test_mixste_slots(slot: str, stage: str) -> None:
     plain = _small_mixste().eval()
     empty = _small_mixste(**{f"{stage}_slots": {slot: None}}).eval()
     empty.load_state_dict(plain.state_dict(), strict=True)
-    slotted = _small_mixste(**{f"{stage}_slots": {slot: lambda dim: AddRamp(dim)}}).eval()
+    slotted = _small_mixste(**{f"{stage}_slots": {slot: lambda dim: AddConstant(dim)}}).eval()
     missing, unexpected = slotted.load_state_dict(plain.state_dict(), strict=False)
     assert unexpected == []
     assert sorted(missing) == [f"{stage}_blocks.{i}.slots.{slot}.value" for i in range(2)]

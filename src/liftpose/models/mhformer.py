@@ -69,6 +69,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from liftpose.models.base import WindowLifter
 from liftpose.models.blocks import Attention, Block, DropPath, Mlp
 from liftpose.models.blocks.transformer import default_norm_layer
 from liftpose.models.official import (
@@ -364,7 +365,7 @@ class CHIBlock(_HypothesisBlock):
         return self.forward_mlp(xs)
 
 
-class MHFormer(nn.Module):
+class MHFormer(WindowLifter):
     """MHFormer lifting model (predicts every frame of a ``num_frames`` window).
 
     Args:
@@ -470,21 +471,6 @@ class MHFormer(nn.Module):
         # regression head on every frame
         self.head_norm = nn.BatchNorm1d(H * channel, momentum=0.1)
         self.head = nn.Linear(H * channel, out_joints * 3)
-
-    @property
-    def receptive_field(self) -> int:
-        """Input frames needed for one prediction (``num_frames``)."""
-        return self.num_frames
-
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise ``ValueError`` unless ``x`` has shape ``(B, T, J, C_in)`` for this model."""
-        expected = (self.num_frames, self.num_joints, self.in_channels)
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            t, j, c = expected
-            raise ValueError(
-                f"MHFormer expects input of shape (B, T, J, C_in) = (B, {t}, {j}, {c}), "
-                f"got {tuple(x.shape)}"
-            )
 
     def forward_hypotheses(self, x: torch.Tensor) -> list[torch.Tensor]:
         """MHG and embedding: ``(B, T, J, C_in) -> (B, T, C) x 3`` (with position embeddings)."""

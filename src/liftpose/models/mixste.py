@@ -45,6 +45,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from liftpose.models.base import WindowLifter
 from liftpose.models.blocks import Block, SlotSpec, build_block_slots
 from liftpose.models.blocks.transformer import default_norm_layer
 from liftpose.models.official import (
@@ -70,7 +71,7 @@ def frames_to_joints(x: torch.Tensor, batch: int) -> torch.Tensor:
     return x.reshape(batch, BJ // batch, T, c).transpose(1, 2).reshape(batch * T, -1, c)
 
 
-class MixSTE(nn.Module):
+class MixSTE(WindowLifter):
     """MixSTE lifting model (seq2seq: a 3D pose for every frame of a ``num_frames`` window).
 
     Args:
@@ -162,21 +163,6 @@ class MixSTE(nn.Module):
         # The official head LayerNorm uses PyTorch's default eps (1e-5), unlike the other norms.
         self.head_norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, 3)
-
-    @property
-    def receptive_field(self) -> int:
-        """Input frames of one window (``num_frames``); every frame gets a prediction."""
-        return self.num_frames
-
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise ``ValueError`` unless ``x`` has shape ``(B, T, J, C_in)`` for this model."""
-        expected = (self.num_frames, self.num_joints, self.in_channels)
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            t, j, c = expected
-            raise ValueError(
-                f"MixSTE expects input of shape (B, T, J, C_in) = (B, {t}, {j}, {c}), "
-                f"got {tuple(x.shape)}"
-            )
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Joint tokens: ``(B, T, J, C_in) -> (B*T, J, c)``."""

@@ -19,12 +19,13 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from liftpose.models.base import WindowLifter
 from liftpose.models.blocks import Block, SlotSpec, build_block_slots
 
 __all__ = ["PoseFormer"]
 
 
-class PoseFormer(nn.Module):
+class PoseFormer(WindowLifter):
     """PoseFormer lifting model (predicts the centre frame of a ``num_frames`` window).
 
     Args:
@@ -114,21 +115,6 @@ class PoseFormer(nn.Module):
         # The official head LayerNorm uses PyTorch's default eps (1e-5), unlike the other norms.
         self.head_norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_joints * 3)
-
-    @property
-    def receptive_field(self) -> int:
-        """Input frames needed for one prediction (``num_frames``)."""
-        return self.num_frames
-
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise ``ValueError`` unless ``x`` has shape ``(B, T, J, C_in)`` for this model."""
-        expected = (self.num_frames, self.num_joints, self.in_channels)
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            t, j, c = expected
-            raise ValueError(
-                f"PoseFormer expects input of shape (B, T, J, C_in) = (B, {t}, {j}, {c}), "
-                f"got {tuple(x.shape)}"
-            )
 
     def forward_spatial(self, x: torch.Tensor) -> torch.Tensor:
         """Per-frame joint transformer: ``(B, T, J, C_in) -> (B, T, J * c)``."""

@@ -76,6 +76,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from liftpose.models.base import WindowLifter
 from liftpose.models.blocks import Block, Mlp
 from liftpose.models.official import (
     OfficialConverter,
@@ -299,7 +300,7 @@ def _mlp_block(dim: int, num_heads: int, hidden: int, drop: float, **kwargs: Any
     return blk
 
 
-class StridedTransformer(nn.Module):
+class StridedTransformer(WindowLifter):
     """Strided Transformer lifting model (see the module docstring).
 
     Args:
@@ -403,21 +404,6 @@ class StridedTransformer(nn.Module):
 
         self.head_full = RegressionHead(channel, out_joints)
         self.head_single = RegressionHead(channel, out_joints)
-
-    @property
-    def receptive_field(self) -> int:
-        """Input frames needed for one prediction (``num_frames``)."""
-        return self.num_frames
-
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise ``ValueError`` unless ``x`` has shape ``(B, T, J, C_in)`` for this model."""
-        expected = (self.num_frames, self.num_joints, self.in_channels)
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            t, j, c = expected
-            raise ValueError(
-                f"StridedTransformer expects input of shape (B, T, J, C_in) = (B, {t}, {j}, {c}), "
-                f"got {tuple(x.shape)}"
-            )
 
     def forward_vte(self, x: torch.Tensor) -> torch.Tensor:
         """Embedding and VTE: ``(B, T, J, C_in) -> (B, T, C)``."""
