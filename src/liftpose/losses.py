@@ -26,6 +26,15 @@ def mpjpe_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(pred - target, dim=-1).mean()
 
 
+def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared joint error of ``(B, T, J, 3)`` tensors (AMPose eq. 11).
+
+    ``1/N sum_i ||X_i - X~_i||^2``: the squared Euclidean distance of each joint (summed over
+    the 3 coordinates), averaged over joints, frames and the batch.
+    """
+    return (pred - target).square().sum(-1).mean()
+
+
 def weighted_mpjpe_loss(
     pred: torch.Tensor, target: torch.Tensor, joint_weights: Sequence[float]
 ) -> torch.Tensor:
@@ -100,6 +109,7 @@ def temporal_consistency_loss(
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "mpjpe": mpjpe_loss,
+    "mse": mse_loss,
     "weighted_mpjpe": weighted_mpjpe_loss,
     "frame_weighted_mpjpe": frame_weighted_mpjpe_loss,
     "n_mpjpe": n_mpjpe_loss,

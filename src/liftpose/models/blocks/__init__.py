@@ -2,6 +2,21 @@
 
 from liftpose.models.blocks.attention import Attention
 from liftpose.models.blocks.drop import DropPath, drop_path
+from liftpose.models.blocks.graph import (
+    GCN_BLOCKS,
+    PARTITION_NAMES,
+    ConvNeXtGCNBlock,
+    GraphConvUnit,
+    PartitionedGraphConv,
+    PlainResidualGCNBlock,
+    TransformerGCNBlock,
+    TwoResidualGCNBlock,
+    build_gcn_block,
+    hop_distance,
+    normalised_adjacency,
+    partition_adjacency,
+    skeleton_adjacency,
+)
 from liftpose.models.blocks.mlp import Mlp
 from liftpose.models.blocks.transformer import (
     SLOT_NAMES,
@@ -21,4 +36,17 @@ __all__ = [
     "build_block_slots",
     "drop_path",
     "make_slots",
+    "GCN_BLOCKS",
+    "PARTITION_NAMES",
+    "ConvNeXtGCNBlock",
+    "GraphConvUnit",
+    "PartitionedGraphConv",
+    "PlainResidualGCNBlock",
+    "TransformerGCNBlock",
+    "TwoResidualGCNBlock",
+    "build_gcn_block",
+    "hop_distance",
+    "normalised_adjacency",
+    "partition_adjacency",
+    "skeleton_adjacency",
 ]
