@@ -5,6 +5,7 @@ Examples::
     liftpose-data embedded --root data/hdm05           # film the packaged HDM05 sample
     liftpose-data hdm05-sample --src ../shared/data/hdm05  # rebuild the packaged sample
     liftpose-data info --root data/hdm05 --name hdm05 --keypoints det
+    liftpose-data bandai-3dhp --src ../shared/data/bandai1/data --root data/bandai_3dhp
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--src", required=True, help="folder with HDM_<actor>.asf and *.amc files")
     s.add_argument("--out", default=None, help="output .npz (default: the packaged sample)")
     s.add_argument("--fps", type=float, default=50.0, help="target rate (default: %(default)s)")
+    b = sub.add_parser(
+        "bandai-3dhp",
+        help="film Bandai-Namco BVH motion as an MPI-INF-3DHP-style test set (data_test_3dhp.npz)",
+    )
+    b.add_argument("--src", required=True, help="folder with the Bandai dataset-1 *.bvh files")
+    b.add_argument(
+        "--root", default="data/bandai_3dhp", help="output folder (default: %(default)s)"
+    )
+    b.add_argument("--clips", type=int, default=30, help="clips used (default: %(default)s)")
+    b.add_argument("--seed", type=int, default=0, help="camera seed (default: %(default)s)")
     i = sub.add_parser("info", help="summarise a dataset in the VideoPose3D layout")
     i.add_argument("--root", required=True, help="folder holding the data_*.npz files")
     i.add_argument(
@@ -52,6 +63,17 @@ def main(argv: list[str] | None = None) -> int:
             from liftpose.data.mocap.hdm05 import build_hdm05_sample
 
             out = build_hdm05_sample(Path(args.src), Path(args.out or sample_path()), fps=args.fps)
+            print(f"wrote {out}")
+        elif args.cmd == "bandai-3dhp":
+            from liftpose.data.crossdata import build_bandai_3dhp
+            from liftpose.data.mpi3dhp import load_3dhp_test
+
+            out = build_bandai_3dhp(args.src, args.root, num_clips=args.clips, seed=args.seed)
+            for seq in load_3dhp_test(out):
+                print(
+                    f"{seq.subject} ({seq.action_group}): {len(seq.valid)} frames, "
+                    f"{int(seq.valid.sum())} valid"
+                )
             print(f"wrote {out}")
         elif args.cmd == "info":
             from liftpose.data.h36m import (

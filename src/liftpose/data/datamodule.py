@@ -18,6 +18,7 @@ import h5py
 import lightning as L
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from liftpose.data.h36m import (
@@ -27,17 +28,31 @@ from liftpose.data.h36m import (
     load_sequences,
     mix_keypoints,
 )
-from liftpose.data.skeleton import get_layout, to_layout
+from liftpose.data.mpi3dhp import (
+    MPI3DHP_PCK_JOINTS,
+    TEST_FILE,
+    TRAIN_FILE,
+    load_3dhp_test,
+    load_3dhp_train,
+)
+from liftpose.data.skeleton import H36M16_KEEP, get_layout, to_layout
 from liftpose.data.windows import flip_pose, window_indices, window_offsets
 from liftpose.errors import ConfigError, DataError
 from liftpose.utils.io import atomic_path
 
 CACHE_VERSION = 1
+FORMATS = ("h36m", "mpi3dhp")
+#: Keys of the ``test_set`` argument.
+TEST_SET_KEYS = ("format", "root", "file", "build_from", "sequences")
 
 
 @dataclass
 class SplitArrays:
-    """All sequences of a split, concatenated: rows of ``pose_2d``/``pose_3d`` are frames."""
+    """All sequences of a split, concatenated: rows of ``pose_2d``/``pose_3d`` are frames.
+
+    ``valid`` (optional, ``(N,)`` bool) marks the frames that may be window centres and are
+    scored (e.g. the valid frames of MPI-INF-3DHP); None means every frame.
+    """
 
     pose_2d: np.ndarray  # (N, J, 2) float32, normalised
     pose_3d: np.ndarray  # (N, J, 3) float32, camera metres, root at zero
@@ -46,13 +61,24 @@ class SplitArrays:
     seq_action: np.ndarray  # (S,) int64 index into action_names
     action_names: list[str]
     seq_names: list[str]  # "subject/action/camera"
+    valid: np.ndarray | None = None  # (N,) bool; None: all frames valid
 
     @classmethod
     def from_sequences(cls, seqs: list[Sequence], layout: str, downsample: int = 1) -> SplitArrays:
+        """Concatenate ``seqs`` (each ``pose_2d (T, 17, 2)``, ``pose_3d (T, 17, 3)``, optional
+        ``valid (T,)``), keeping every ``downsample``-th frame, in joint ``layout``."""
         names = sorted({s.action_group for s in seqs})
         p2 = [to_layout(s.pose_2d[::downsample], layout) for s in seqs]
         p3 = [to_layout(s.pose_3d[::downsample], layout) for s in seqs]
         lens = np.array([len(x) for x in p2], dtype=np.int64)
+        valid = None
+        if any(s.valid is not None for s in seqs):
+            valid = np.concatenate(
+                [
+                    np.ones(n, bool) if s.valid is None else np.asarray(s.valid, bool)[::downsample]
+                    for s, n in zip(seqs, lens)
+                ]
+            )
         return cls(
             pose_2d=np.ascontiguousarray(np.concatenate(p2), dtype=np.float32),
             pose_3d=np.ascontiguousarray(np.concatenate(p3), dtype=np.float32),
@@ -61,11 +87,14 @@ class SplitArrays:
             seq_action=np.array([names.index(s.action_group) for s in seqs], dtype=np.int64),
             action_names=names,
             seq_names=[f"{s.subject}/{s.action}/{s.camera}" for s in seqs],
+            valid=valid,
         )
 
     def save(self, group: h5py.Group) -> None:
         for k in ("pose_2d", "pose_3d", "seq_start", "seq_len", "seq_action"):
             group.create_dataset(k, data=getattr(self, k))
+        if self.valid is not None:
+            group.create_dataset("valid", data=np.asarray(self.valid, dtype=bool))
         group.attrs["action_names"] = json.dumps(self.action_names)
         group.attrs["seq_names"] = json.dumps(self.seq_names)
 
@@ -78,6 +107,7 @@ class SplitArrays:
             },
             action_names=json.loads(group.attrs["action_names"]),
             seq_names=json.loads(group.attrs["seq_names"]),
+            valid=group["valid"][()].astype(bool) if "valid" in group else None,
         )
 
 
@@ -88,6 +118,10 @@ def collate_batch(batch: Any) -> Any:
 
 class WindowDataset(Dataset):
     """Centred windows over a :class:`SplitArrays`, fetched a batch at a time.
+
+    Window centres are every ``stride``-th frame of each sequence that is valid
+    (``arrays.valid``); the other frames of a window are the real neighbouring frames, valid or
+    not, and the batch's ``valid`` entry says which of the target frames may be scored.
 
     Args:
         arrays: the split.
@@ -126,9 +160,13 @@ class WindowDataset(Dataset):
             pose_2d = torch.cat([pose_2d, flip_pose(pose_2d.view(n, j, 2), perm).view(n, -1)])
             pose_3d = torch.cat([pose_3d, flip_pose(pose_3d.view(n, j, 3), perm).view(n, -1)])
         self.pose_2d, self.pose_3d = pose_2d.contiguous(), pose_3d.contiguous()
+        valid = None if arrays.valid is None else np.asarray(arrays.valid, dtype=bool)
+        self.valid = torch.from_numpy(valid if valid is not None else np.ones(self.num_rows, bool))
         seq_ids, centres = [], []
-        for s, n in enumerate(arrays.seq_len):
+        for s, (start, n) in enumerate(zip(arrays.seq_start, arrays.seq_len)):
             c = np.arange(0, n, stride, dtype=np.int64)
+            if valid is not None:
+                c = c[valid[start + c]]
             seq_ids.append(np.full(len(c), s, dtype=np.int64))
             centres.append(c)
         self.sample_seq = torch.from_numpy(np.concatenate(seq_ids))
@@ -142,7 +180,8 @@ class WindowDataset(Dataset):
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         """A whole batch: ``pose_2d (B, T, J, 2)``, ``pose_3d (B, 1 | T, J, 3)``, and per sample
-        ``action``, ``seq``, centre ``frame`` ``(B,)`` and window ``frames`` ``(B, 1 | T)``."""
+        ``action``, ``seq``, centre ``frame`` ``(B,)``, window ``frames`` ``(B, 1 | T)`` and
+        ``valid`` ``(B, 1 | T)`` bool (whether each target frame may be scored)."""
         idx = torch.as_tensor(indices, dtype=torch.long)
         b, j = len(idx), self.num_joints
         seq = self.sample_seq[idx]
@@ -150,6 +189,7 @@ class WindowDataset(Dataset):
         start = self.seq_start[seq]
         rows, local = window_indices(start, self.seq_len[seq], centre, self.offsets)
         centre_rows = start + centre
+        valid = self.valid[centre_rows][:, None] if self.target == "centre" else self.valid[rows]
         if self.flip_augment:
             shift = (torch.rand(b) < 0.5).long() * self.num_rows
             rows, centre_rows = rows + shift[:, None], centre_rows + shift
@@ -168,6 +208,7 @@ class WindowDataset(Dataset):
             "seq": seq,
             "frame": centre,
             "frames": frames,
+            "valid": valid,
         }
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -175,11 +216,12 @@ class WindowDataset(Dataset):
 
 
 class LiftingDataModule(L.LightningDataModule):
-    """2-D -> 3-D lifting data in the VideoPose3D file layout.
+    """2-D -> 3-D lifting data in the VideoPose3D file layout or the MPI-INF-3DHP ``npz`` layout.
 
     Args:
         root: folder with ``data_3d_<name>.npz``, ``data_2d_<name>_<keypoints>.npz`` and
-            ``cameras_<name>.json``.
+            ``cameras_<name>.json`` (``format: h36m``) or with ``data_train_3dhp.npz``
+            (``format: mpi3dhp``).
         name: dataset name in the file names (``h36m``, ``hdm05``...).
         keypoints: 2-D source (``cpn_ft_h36m_dbb``, ``gt``, ``det``...).
         train_subjects / test_subjects: subject lists.
@@ -198,6 +240,17 @@ class LiftingDataModule(L.LightningDataModule):
         keypoints_mix: ``m`` of TMT's eq. 2: the 2-D input is ``keypoints + m * (keypoints_mix_with
             - keypoints)``, e.g. detections moved part of the way to the exact 2-D (0: off).
         keypoints_mix_with: the second 2-D source (default ``gt``).
+        format: layout of the training data under ``root``: ``h36m`` (VideoPose3D layout) or
+            ``mpi3dhp`` (``data_train_3dhp.npz``; ``train_subjects`` default ``S1``..``S8``,
+            ``cameras`` are camera indices, and the test set defaults to
+            ``data_test_3dhp.npz`` in ``root``).
+        test_set: a cross-dataset test set replacing ``test_subjects`` for the test and
+            validation splits: ``{format: mpi3dhp, root: <folder>, file: data_test_3dhp.npz,
+            build_from: <Bandai BVH folder or null>, sequences: <[TS1, ...] or null>}``. With
+            ``build_from``, a missing file is built from Bandai-Namco motion
+            (:func:`liftpose.data.crossdata.build_bandai_3dhp`) in :meth:`prepare_data`.
+            Only valid frames are window centres and scored; the scenes (``GS``, ``noGS``,
+            ``Outdoor``) are the action groups, and PCK/AUC use :data:`pck_joints`.
     """
 
     def __init__(
@@ -225,12 +278,22 @@ class LiftingDataModule(L.LightningDataModule):
         cache_dir: str = ".cache/liftpose",
         keypoints_mix: float = 0.0,
         keypoints_mix_with: str = "gt",
+        format: str = "h36m",
+        test_set: dict | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.root = Path(root)
-        self.train_subjects = list(train_subjects or ["S1", "S5", "S6", "S7", "S8"])
+        if format not in FORMATS:
+            raise ConfigError(f"data.format must be one of {list(FORMATS)}, got {format!r}")
+        if format == "mpi3dhp" and keypoints_mix:
+            raise ConfigError("data.keypoints_mix needs data.format=h36m (3DHP has one 2-D source)")
+        default_train = ["S1", "S5", "S6", "S7", "S8"]
+        if format == "mpi3dhp":
+            default_train = [f"S{i}" for i in range(1, 9)]
+        self.train_subjects = [str(s) for s in (train_subjects or default_train)]
         self.test_subjects = list(test_subjects or ["S9", "S11"])
+        self.test_set = _test_set_spec(test_set, format, self.root)
         self.skeleton = get_layout(layout)
         self.splits: dict[str, SplitArrays] = {}
         self._content_hash: str | None = None
@@ -247,10 +310,22 @@ class LiftingDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ preparation
     def _input_files(self) -> list[Path]:
         hp = self.hparams
-        files = dict(dataset_files(self.root, hp.name, hp.keypoints))
+        if hp.format == "mpi3dhp":
+            files = {"train": self.root / TRAIN_FILE}
+        else:
+            files = dict(dataset_files(self.root, hp.name, hp.keypoints))
         if hp.keypoints_mix:
             files["mix"] = dataset_files(self.root, hp.name, hp.keypoints_mix_with)["2d"]
+        if self.test_set is not None:
+            files["test_set"] = self.test_set_path
         return [p for p in files.values() if p.exists()]
+
+    @property
+    def test_set_path(self) -> Path | None:
+        """The file of the cross-dataset test set (None without one)."""
+        if self.test_set is None:
+            return None
+        return Path(self.test_set["root"]) / self.test_set["file"]
 
     def _sequences(self, subjects: list[str]) -> list[Sequence]:
         """The sequences of ``subjects`` with the configured (possibly mixed) 2-D input."""
@@ -263,6 +338,44 @@ class LiftingDataModule(L.LightningDataModule):
             seqs = mix_keypoints(seqs, other, hp.keypoints_mix)
         return seqs
 
+    def _train_sequences(self) -> list[Sequence]:
+        hp = self.hparams
+        if hp.format == "mpi3dhp":
+            return load_3dhp_train(
+                self.root / TRAIN_FILE, self.train_subjects, hp.cameras, hp.actions
+            )
+        return self._sequences(self.train_subjects)
+
+    def _test_sequences(self) -> list[Sequence]:
+        if self.test_set is not None:
+            return load_3dhp_test(self.test_set_path, self.test_set["sequences"])
+        return self._sequences(self.test_subjects)
+
+    def _ensure_test_set(self) -> None:
+        """Build the cross-dataset test file from its Bandai source when it is missing."""
+        path = self.test_set_path
+        if path is None or path.exists():
+            return
+        src = self.test_set.get("build_from")
+        if src is not None and Path(src).is_dir():
+            from liftpose.data.crossdata import build_bandai_3dhp
+
+            print(f"liftpose: building the cross-dataset test set {path} from {src}")
+            build_bandai_3dhp(src, path.parent, file=path.name)
+            return
+        raise DataError(
+            path,
+            "file",
+            "test set not found, and nothing to build it from "
+            + (
+                f"(data.test_set.build_from={src} is not a folder)"
+                if src is not None
+                else "(data.test_set.build_from is null)"
+            )
+            + "; build it with `liftpose-data bandai-3dhp --src <Bandai data folder> "
+            f"--root {path.parent}` or point data.test_set.root at it",
+        )
+
     def fingerprint(self) -> str:
         """Hash of every setting that changes the prepared arrays, and of the input files."""
         hp = self.hparams
@@ -272,13 +385,14 @@ class LiftingDataModule(L.LightningDataModule):
             "name": hp.name,
             "keypoints": hp.keypoints,
             "train": self.train_subjects,
-            "test": self.test_subjects,
+            "test": self.test_subjects if self.test_set is None else _test_set_key(self.test_set),
             "actions": hp.actions,
             "cameras": hp.cameras,
             "layout": hp.layout,
             "downsample": hp.downsample,
             "files": file_fingerprint(self._input_files()),
             **({"mix": [hp.keypoints_mix, hp.keypoints_mix_with]} if hp.keypoints_mix else {}),
+            **({"format": hp.format} if hp.format != "h36m" else {}),
         }
         return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -288,24 +402,28 @@ class LiftingDataModule(L.LightningDataModule):
         return Path(hp.cache_dir) / f"lifting-{hp.name}-{hp.keypoints}-{self.fingerprint()}.h5"
 
     def prepare_data(self) -> None:
-        """Build the embedded dataset if asked, then the HDF5 cache (once, on one process)."""
+        """Build the embedded dataset and the cross-dataset test set if asked, then the HDF5
+        cache (once, on one process)."""
         if self.hparams.embedded:
             from liftpose.data.embedded import ensure_embedded
 
             ensure_embedded(self.root, self.hparams.name, self.hparams.capture)
+        self._ensure_test_set()
         path = self.cache_path
         if path.exists():
             return
         hp = self.hparams
         splits = {
-            split: SplitArrays.from_sequences(self._sequences(subjects), hp.layout, hp.downsample)
-            for split, subjects in (("train", self.train_subjects), ("test", self.test_subjects))
+            "train": SplitArrays.from_sequences(self._train_sequences(), hp.layout, hp.downsample),
+            "test": SplitArrays.from_sequences(self._test_sequences(), hp.layout, hp.downsample),
         }
         content = hashlib.sha1()
         for split in ("train", "test"):
             for k in ("pose_2d", "pose_3d", "seq_len", "seq_action"):
                 content.update(np.ascontiguousarray(getattr(splits[split], k)).data)
             content.update(json.dumps(splits[split].seq_names).encode())
+            if splits[split].valid is not None:
+                content.update(np.ascontiguousarray(splits[split].valid).data)
         with atomic_path(path, suffix=".tmp.h5") as tmp:
             with h5py.File(tmp, "w") as f:
                 f.attrs["fingerprint"] = self.fingerprint()
@@ -343,6 +461,16 @@ class LiftingDataModule(L.LightningDataModule):
     def num_joints(self) -> int:
         return self.skeleton.num_joints
 
+    @property
+    def pck_joints(self) -> list[int] | None:
+        """Joints scored by PCK/AUC: None (all) for Human3.6M-style test subjects, the 14
+        joints of the MPI-INF-3DHP protocol (in this layout's indices) with a 3DHP test set."""
+        if self.test_set is None:
+            return None
+        if self.hparams.layout == "h36m16":
+            return [H36M16_KEEP.index(j) for j in MPI3DHP_PCK_JOINTS]
+        return list(MPI3DHP_PCK_JOINTS)
+
     def dataset(self, split: str, train: bool = False, stride: int = 1) -> WindowDataset:
         self.setup()
         return WindowDataset(
@@ -377,3 +505,40 @@ class LiftingDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         ds = self.dataset("test", stride=self.hparams.test_stride)
         return self._loader(ds, self.hparams.test_batch_size, shuffle=False)
+
+
+def _test_set_spec(test_set: Any, format: str, root: Path) -> dict | None:
+    """The ``test_set`` argument with every key filled in (None without a test set)."""
+    if test_set is None and format == "mpi3dhp":
+        test_set = {"format": "mpi3dhp", "root": str(root), "file": TEST_FILE}
+    if test_set is None:
+        return None
+    if isinstance(test_set, DictConfig):
+        test_set = OmegaConf.to_container(test_set, resolve=True)
+    if not isinstance(test_set, dict):
+        raise ConfigError(f"data.test_set must be a mapping or null, got {test_set!r}")
+    unknown = sorted(set(test_set) - set(TEST_SET_KEYS))
+    if unknown:
+        raise ConfigError(f"data.test_set: unknown keys {unknown}; known: {list(TEST_SET_KEYS)}")
+    spec = {"format": "mpi3dhp", "file": TEST_FILE, "build_from": None, "sequences": None}
+    spec.update({k: v for k, v in test_set.items() if v is not None or k == "build_from"})
+    if spec["format"] != "mpi3dhp":
+        raise ConfigError(f"data.test_set.format must be 'mpi3dhp', got {spec['format']!r}")
+    if not spec.get("root"):
+        raise ConfigError("data.test_set.root is required (the folder of the test file)")
+    spec["root"] = str(spec["root"])
+    spec["file"] = str(spec["file"])
+    if spec["build_from"] is not None:
+        spec["build_from"] = str(spec["build_from"])
+    if spec["sequences"] is not None:
+        spec["sequences"] = [str(x) for x in spec["sequences"]]
+    return spec
+
+
+def _test_set_key(spec: dict) -> dict:
+    """The part of a test-set spec that changes the prepared arrays (not ``build_from``)."""
+    return {
+        "format": spec["format"],
+        "path": str((Path(spec["root"]) / spec["file"]).resolve()),
+        "sequences": spec["sequences"],
+    }

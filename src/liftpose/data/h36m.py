@@ -34,17 +34,26 @@ H36M_SKIP: frozenset[tuple[str, str]] = frozenset({("S11", "Directions")})
 
 @dataclass
 class Sequence:
-    """One filmed sequence: a subject performing an action, seen by one camera."""
+    """One filmed sequence: a subject performing an action, seen by one camera.
+
+    ``group`` (optional) overrides the action group, e.g. the scene of an MPI-INF-3DHP test
+    sequence; ``valid`` (optional, ``(T,)`` bool) marks the frames to score (None: all).
+    """
 
     subject: str
     action: str
     camera: str
     pose_2d: np.ndarray  # (T, J, 2) normalised screen coordinates
     pose_3d: np.ndarray  # (T, J, 3) camera frame, metres, root joint at zero
+    group: str | None = None
+    valid: np.ndarray | None = None  # (T,) bool
 
     @property
     def action_group(self) -> str:
-        """Action name before the first space (``"Walking 1"`` -> ``"Walking"``)."""
+        """``group`` if set, else the action name before the first space (``"Walking 1"`` ->
+        ``"Walking"``)."""
+        if self.group is not None:
+            return self.group
         return self.action.split(" ")[0]
 
 

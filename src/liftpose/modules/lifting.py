@@ -87,8 +87,10 @@ class LiftingModule(L.LightningModule):
                 self.flip_perm = torch.as_tensor(dm.skeleton.flip_permutation)
         if not self.action_names:
             raise RuntimeError("LiftingModule needs a datamodule with action_names")
-        self.val_metrics = pose_metrics(self.action_names)
-        self.test_metrics = pose_metrics(self.action_names)
+        # PCK/AUC joint subset of the test set (e.g. the 14 joints of MPI-INF-3DHP)
+        pck_joints = getattr(dm, "pck_joints", None) if dm is not None else None
+        self.val_metrics = pose_metrics(self.action_names, pck_joints=pck_joints)
+        self.test_metrics = pose_metrics(self.action_names, pck_joints=pck_joints)
 
     def _log_config(self) -> None:
         """Give every logger the resolved run config, once per process (rank zero)."""
@@ -174,7 +176,8 @@ class LiftingModule(L.LightningModule):
         return pred
 
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: nn.Module) -> None:
-        """Score a batch (as in :meth:`training_step`); every output frame counts once."""
+        """Score a batch (as in :meth:`training_step`); every output frame counts once, and
+        frames that ``batch["valid"]`` ``(B, 1 | T)`` marks invalid never count."""
         x, y = batch["pose_2d"], batch["pose_3d"]
         pred, y = self._match(self.predict_eval(x), y)
         pred = pred.float()
@@ -185,13 +188,21 @@ class LiftingModule(L.LightningModule):
         # centre, then the window with the smallest centre (deterministic under DDP)
         offset = (torch.arange(t, device=y.device) - t // 2).abs()
         priority = offset[None, :] * (1 << 32) + centre[:, None]
+        valid = batch.get("valid")
+        if valid is None:
+            keep = torch.ones(y.shape[0] * t, dtype=torch.bool, device=y.device)
+        else:
+            if valid.shape[1] != t:  # flags of a whole window, a centre-frame output
+                c = valid.shape[1] // 2
+                valid = valid[:, c : c + 1]
+            keep = valid.reshape(-1).bool()
         metrics.update(
-            pred.reshape(-1, *pred.shape[2:]),
-            y.reshape(-1, *y.shape[2:]),
-            batch["action"].repeat_interleave(t),
-            batch["seq"].repeat_interleave(t),
-            frames.reshape(-1),
-            priority.reshape(-1),
+            pred.reshape(-1, *pred.shape[2:])[keep],
+            y.reshape(-1, *y.shape[2:])[keep],
+            batch["action"].repeat_interleave(t)[keep],
+            batch["seq"].repeat_interleave(t)[keep],
+            frames.reshape(-1)[keep],
+            priority.reshape(-1)[keep],
         )
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
