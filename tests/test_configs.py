@@ -13,6 +13,9 @@ from omegaconf import open_dict
 
 from liftpose.utils.run import CONF_DIR, instantiate_callbacks, instantiate_group
 
+#: data options that give images (2-D detector training) rather than keypoint windows
+IMAGE_DATA = {("data", "coco"), ("data", "rendered")}
+
 GROUPS = ["data", "model", "module", "trainer", "logger", "callbacks", "debug", "experiment"]
 
 
@@ -36,13 +39,19 @@ def compose_cfg(name: str = "train", overrides: list[str] | None = None):
 def test_every_option_composes_and_instantiates(group, option, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    # a model option is built with its own defaults (the main experiment sizes PoseFormer)
+    # a model option is built with its own defaults (the main experiment sizes PoseFormer), and
+    # an image data option without the lifting experiment's data settings
     extra = ["~experiment"] if group == "model" else []
+    if (group, option) in IMAGE_DATA:
+        extra = ["~experiment", "model=hrnet", "module=heatmap"]
     cfg = compose_cfg("train", [f"{group}={option}", *extra])
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path)
     dm = instantiate(cfg.data)  # no file access until prepare_data
-    assert dm.hparams.receptive_field == cfg.frames
+    if "receptive_field" in dm.hparams:  # 2-D keypoint windows
+        assert dm.hparams.receptive_field == cfg.frames
+    else:  # images for a 2-D detector
+        assert cfg.data.image_size and dm.num_joints == 17
     model = instantiate(cfg.model)
     module = instantiate(cfg.module, model=model)
     assert sum(p.numel() for p in module.parameters()) > 0

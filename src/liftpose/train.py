@@ -95,17 +95,26 @@ def check_compatible(datamodule: Any, model: Any, module: Any = None) -> None:
     hp = datamodule.hparams
     joints = getattr(model, "num_joints", None)
     if joints is not None and joints != datamodule.num_joints:
+        where = f"data.layout={hp.layout}" if "layout" in hp else type(datamodule).__name__
         raise ConfigError(
-            f"model.num_joints={joints} but data.layout={hp.layout} has "
-            f"{datamodule.num_joints} joints"
+            f"model.num_joints={joints} but {where} has {datamodule.num_joints} joints"
         )
     chans = getattr(model, "in_channels", None)
     expected = getattr(module, "input_channels", 2)
     if chans is not None and chans != expected:
+        what = {2: " per joint (2-D keypoints)", 3: " (RGB images)"}.get(expected, " per joint")
         raise ConfigError(
-            f"model.in_chans={chans} but {type(module).__name__} feeds {expected} channels per "
-            "joint" + (" (2-D keypoints)" if expected == 2 else "")
+            f"model.in_chans={chans} but {type(module).__name__} feeds {expected} channels{what}"
         )
+    image_model = getattr(model, "input_kind", "keypoints") == "image"
+    if image_model != ("receptive_field" not in hp):
+        raise ConfigError(
+            f"{type(model).__name__} takes {'images' if image_model else '2-D keypoints'} but "
+            f"data={type(datamodule).__name__} gives "
+            f"{'2-D keypoint windows' if image_model else 'images'}: pick a matching data/model"
+        )
+    if "receptive_field" not in hp:
+        return  # an image datamodule: no windows to check
     frames = getattr(model, "receptive_field", None)
     if frames is not None and frames != hp.receptive_field:
         raise ConfigError(
@@ -265,7 +274,8 @@ def main(cfg: DictConfig) -> float | None:
         if isinstance(err, (DataError, ConfigError, InstantiationException)):
             fail(err, output_dir(cfg))
         raise
-    return doc.get("metrics", {}).get("test/mpjpe")
+    metrics = doc.get("metrics", {})
+    return metrics.get("test/mpjpe", metrics.get("test/AP"))
 
 
 if __name__ == "__main__":

@@ -321,9 +321,12 @@ def computed(spec: TableSpec, row: Row, scale: str, key: str) -> float:
     with torch.device("meta"):
         model = instantiate(cfg.model).eval()
         if key == "gflops":
-            t = int(getattr(model, "receptive_field", cfg.frames))
-            joints = int(getattr(model, "num_joints", 17))
-            x = torch.zeros(1, t, joints, int(getattr(model, "in_channels", 2)))
+            if hasattr(model, "example_input"):  # an image model
+                x = model.example_input(1)
+            else:  # a lifter: one window
+                t = int(getattr(model, "receptive_field", cfg.frames))
+                joints = int(getattr(model, "num_joints", 17))
+                x = torch.zeros(1, t, joints, int(getattr(model, "in_channels", 2)))
             with FlopCounterMode(display=False) as counter, torch.no_grad():
                 model(x)
             return counter.get_total_flops() / 1e9
