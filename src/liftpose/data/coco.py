@@ -352,6 +352,9 @@ class CocoDataModule(L.LightningDataModule):
         det_score_threshold: drop detections scoring at most this.
         padding: box padding factor.
         flip_prob ... half_body_min_joints: training augmentation (see :class:`CocoKeypoints`).
+        render: build ``root`` from the packaged HDM05 sample (unless built with these settings):
+            keyword arguments of :func:`liftpose.data.render.write_rendered_coco` (``None``: a
+            real COCO folder, never written to).
     """
 
     def __init__(
@@ -376,6 +379,7 @@ class CocoDataModule(L.LightningDataModule):
         rotation_prob: float = 0.6,
         half_body_prob: float = 0.3,
         half_body_min_joints: int = 8,
+        render: dict | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -415,7 +419,13 @@ class CocoDataModule(L.LightningDataModule):
         return annotation_file(self.root, self.split_name(stage))
 
     def prepare_data(self) -> None:
-        """Check that the annotation files exist (clear error before anything starts)."""
+        """Render the embedded images if asked, then check that the annotation files exist
+        (a clear error before anything starts)."""
+        render = self.hparams.render
+        if render is not None:  # kept as it is when built with the same settings
+            from liftpose.data.render import write_rendered_coco
+
+            write_rendered_coco(self.root, **dict(render))
         for stage in ("train", "val", "test"):
             path = self.annotation_file(stage)
             if not path.is_file():

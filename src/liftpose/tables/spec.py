@@ -18,6 +18,7 @@ A spec is the whole recipe of one table of one paper::
         scales: {smoke: [...]}         # optional, extra overrides of this row at a scale
     scales:                            # merged over experiments/_defaults.yaml
       cpu: {overrides: [experiment=main_cpu], seeds: [0, 1]}
+      # drop: [data.train_stride]      # shared scale overrides that do not apply here
 
 A job's overrides are, in order (later ones win): the scale's defaults and the spec's own
 overrides for that scale, ``base``, whatever the caller adds (``liftpose-tables --
@@ -47,6 +48,8 @@ ROW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 #: metrics.json keys a column may name: ``test/<metric>``, ``test/<metric>/frames``,
 #: ``test/<metric>/action/<name>`` for these metrics, and the top-level numbers below.
 TEST_METRICS = {"mpjpe", "p_mpjpe", "n_mpjpe", "mpjve", "pck", "auc"}
+#: the 2-D detector's COCO keypoint metrics (``test/AP`` ..., percent)
+COCO_METRICS = {"AP", "AP50", "AP75", "APM", "APL", "AR"}
 TOP_LEVEL_KEYS = {"params", "params_m", "seconds", "gflops", "fps"}
 #: time to convergence, from ``metrics.json``'s ``val_history`` (see :func:`convergence`)
 CONVERGENCE_KEYS = {"convergence/epochs", "convergence/minutes"}
@@ -62,6 +65,8 @@ def is_metric_key(key: str) -> bool:
     if key in TOP_LEVEL_KEYS or key in CONVERGENCE_KEYS:
         return True
     parts = key.split("/")
+    if len(parts) == 2 and parts[0] == "test" and parts[1] in COCO_METRICS:
+        return True
     if len(parts) < 2 or parts[0] != "test" or parts[1] not in TEST_METRICS:
         return False
     rest = parts[2:]
@@ -202,7 +207,8 @@ def load_spec(path: str | Path, root: str | Path | None = None) -> TableSpec:
                 path,
                 f"columns[{i}].key",
                 f"{col.key!r} is not a metrics.json key (test/<{'|'.join(sorted(TEST_METRICS))}>"
-                f"[/frames|/action/<name>] or {', '.join(sorted(TOP_LEVEL_KEYS))})",
+                f"[/frames|/action/<name>], test/<{'|'.join(sorted(COCO_METRICS))}> or "
+                f"{', '.join(sorted(TOP_LEVEL_KEYS))})",
             )
         if col.at is not None and (col.at not in SCALES or col.key not in COMPUTABLE_KEYS):
             raise DataError(
@@ -258,11 +264,18 @@ def load_spec(path: str | Path, root: str | Path | None = None) -> TableSpec:
         d = _mapping(defaults.get(name), path, f"scales.{name}")
         s = _mapping(own.get(name), path, f"scales.{name}")
         seeds = s.get("seeds", d.get("seeds", [0]))
+        unknown = set(s) - {"overrides", "seeds", "description", "drop"}
+        if unknown:
+            raise DataError(path, f"scales.{name}", f"unknown keys {sorted(unknown)}")
         if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) for x in seeds):
             raise DataError(path, f"scales.{name}.seeds", "expected a non-empty list of integers")
+        # `drop`: keys of the shared scale overrides that do not apply to this table (an image
+        # table has no data.train_stride)
+        drop = set(_strings(s.get("drop"), path, f"scales.{name}.drop"))
+        shared = _strings(d.get("overrides"), path, f"scales.{name}.overrides")
+        shared = [o for o in shared if o.split("=", 1)[0].lstrip("+~") not in drop]
         scales[name] = Scale(
-            overrides=_strings(d.get("overrides"), path, f"scales.{name}.overrides")
-            + _strings(s.get("overrides"), path, f"scales.{name}.overrides"),
+            overrides=shared + _strings(s.get("overrides"), path, f"scales.{name}.overrides"),
             seeds=list(seeds),
             description=str(s.get("description", d.get("description", ""))),
         )
