@@ -248,3 +248,14 @@ def test_writer_deterministic(tiny, tmp_path):
     assert (again / "val" / first.name).read_bytes() == first.read_bytes()
     doc = json.loads((root / name).read_text())
     assert doc["info"]["settings"]["seed"] == 7
+
+
+def test_liftpose_data_render_writes_a_coco_dataset(tmp_path):
+    import json
+
+    from liftpose.data.cli import main
+
+    assert main(["render", "--root", str(tmp_path / "r"), "--train", "2", "--val", "1"]) == 0
+    doc = json.loads((tmp_path / "r" / "annotations" / "person_keypoints_val.json").read_text())
+    assert len(doc["images"]) == 1 and len(doc["annotations"]) == 1
+    assert len(list((tmp_path / "r" / "train").glob("*.jpg"))) == 2

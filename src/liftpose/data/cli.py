@@ -6,6 +6,7 @@ Examples::
     liftpose-data hdm05-sample --src ../shared/data/hdm05  # rebuild the packaged sample
     liftpose-data info --root data/hdm05 --name hdm05 --keypoints det
     liftpose-data bandai-3dhp --src ../shared/data/bandai1/data --root data/bandai_3dhp
+    liftpose-data render --root data/rendered --train 300 --val 100  # 2-D detector images
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     b.add_argument("--clips", type=int, default=30, help="clips used (default: %(default)s)")
     b.add_argument("--seed", type=int, default=0, help="camera seed (default: %(default)s)")
+    r = sub.add_parser("render", help="render COCO-format detector images from the sample")
+    r.add_argument("--root", default="data/rendered", help="output folder (default: %(default)s)")
+    r.add_argument("--train", type=int, default=300, help="training images (default: %(default)s)")
+    r.add_argument("--val", type=int, default=100, help="validation images (default: %(default)s)")
+    r.add_argument("--size", type=int, default=400, help="image width, px (default: %(default)s)")
+    r.add_argument("--seed", type=int, default=0, help="render seed (default: %(default)s)")
+    r.add_argument("--force", action="store_true", help="rebuild even if built with these settings")
     i = sub.add_parser("info", help="summarise a dataset in the VideoPose3D layout")
     i.add_argument("--root", required=True, help="folder holding the data_*.npz files")
     i.add_argument(
@@ -75,6 +83,18 @@ def main(argv: list[str] | None = None) -> int:
                     f"{int(seq.valid.sum())} valid"
                 )
             print(f"wrote {out}")
+        elif args.cmd == "render":
+            from liftpose.data.render import write_rendered_coco
+
+            out = write_rendered_coco(
+                args.root,
+                num_train=args.train,
+                num_val=args.val,
+                image_size=args.size,
+                seed=args.seed,
+                force=args.force,
+            )
+            print(f"rendered COCO keypoint dataset ready in {out}")
         elif args.cmd == "info":
             from liftpose.data.h36m import (
                 dataset_cameras,
