@@ -301,3 +301,10 @@ def test_tiny_cam_model_trains_one_step() -> None:
     cam = model.stage4[0].branches[3][0]
     assert cam.attn.fc1[0].weight.grad is not None
     assert not torch.equal(before["final_layer.weight"], model.final_layer.weight)
+
+
+def test_input_sides_not_divisible_by_32_are_refused():
+    model = HRNet(width=8, stage_modules=(1, 1, 1), stage_blocks=1).eval()
+    with torch.no_grad(), pytest.raises(ValueError, match="divisible by 32"):
+        model(torch.zeros(1, 3, 64, 48))
+    assert model(torch.zeros(1, 3, 64, 32)).shape == (1, 17, 16, 8)

@@ -538,6 +538,12 @@ class HRNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W) -> (B, C_0, H/4, W/4)``: the full-resolution branch after the stages."""
+        k = 2 ** (self.num_stages + 2)  # the lowest branch is at 1/k after the strided stem
+        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2] % k or x.shape[3] % k:
+            raise ValueError(
+                f"HRNet expects (B, {self.in_channels}, H, W) with H and W divisible by {k} "
+                f"(data.image_size), got {tuple(x.shape)}"
+            )
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
         xs = [self.layer1(x)]
