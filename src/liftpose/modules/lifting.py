@@ -12,24 +12,21 @@ averages the prediction with the un-mirrored prediction of the mirrored input.
 
 from __future__ import annotations
 
-import random
-import time
 import warnings
 from collections.abc import Callable
 from typing import Any
 
-import lightning as L
-import numpy as np
 import torch
 from torch import nn
 
 from liftpose.data.windows import flip_pose
 from liftpose.losses import CompositeLoss
 from liftpose.metrics import pose_metrics
+from liftpose.modules.base import RunModule
 from liftpose.utils.report import format_results_table, split_results
 
 
-class LiftingModule(L.LightningModule):
+class LiftingModule(RunModule):
     """Supervised 2-D -> 3-D lifting.
 
     Args:
@@ -74,8 +71,6 @@ class LiftingModule(L.LightningModule):
         self.test_metrics: nn.Module | None = None
         #: ``[epoch, seconds of training so far, val/mpjpe]`` after each validation (for the
         #: time-to-convergence columns of the paper tables)
-        self.val_history: list[list[float]] = []
-        self._fit_started, self._fit_offset = time.monotonic(), 0.0
         self.action_names: list[str] = []
 
     # ------------------------------------------------------------------ set-up
@@ -91,23 +86,6 @@ class LiftingModule(L.LightningModule):
         pck_joints = getattr(dm, "pck_joints", None) if dm is not None else None
         self.val_metrics = pose_metrics(self.action_names, pck_joints=pck_joints)
         self.test_metrics = pose_metrics(self.action_names, pck_joints=pck_joints)
-
-    def _log_config(self) -> None:
-        """Give every logger the resolved run config, once per process (rank zero)."""
-        config = getattr(self, "run_config", None)
-        if config is not None and not getattr(self, "_config_logged", False):
-            for lg in self.loggers:
-                lg.log_hyperparams(config)
-            self._config_logged = True
-
-    def on_fit_start(self) -> None:
-        self._log_config()
-        # training time so far (carried over by a resumed run) and this session's start
-        self._fit_started = time.monotonic()
-        self._fit_offset = self.val_history[-1][1] if self.val_history else 0.0
-
-    def on_test_start(self) -> None:
-        self._log_config()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, J, C_in) -> (B, T_out, J, 3)``."""
@@ -221,16 +199,8 @@ class LiftingModule(L.LightningModule):
             f"val/{k.replace('/avg', '')}": float(v) for k, v in res.items() if k.endswith("/avg")
         }
         self._log_synced(values, prog_bar=True)
-        if "val/mpjpe" in values and not self.trainer.sanity_checking:
-            elapsed = self._fit_offset + time.monotonic() - self._fit_started
-            self.val_history.append([self.current_epoch + 1, elapsed, values["val/mpjpe"]])
-
-    def _log_synced(self, values: dict[str, float], **kwargs: Any) -> None:
-        """Log epoch values that the metrics already gathered across processes (no reduction,
-        and no reminder to reduce them)."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
-            self.log_dict(values, sync_dist=False, **kwargs)
+        if "val/mpjpe" in values:
+            self.record_validation(values["val/mpjpe"])
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, self.test_metrics)
@@ -243,36 +213,3 @@ class LiftingModule(L.LightningModule):
             from rich.console import Console
 
             Console().print(format_results_table(split_results(res), self.action_names))
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the resolved run config (so the run can be rebuilt from the checkpoint alone)
-        and the random-number states (so a resumed run continues as an uninterrupted one)."""
-        checkpoint["liftpose_config"] = getattr(self, "run_config", None)
-        checkpoint["liftpose_val_history"] = self.val_history
-        checkpoint["liftpose_rng"] = {
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.val_history = [list(h) for h in checkpoint.get("liftpose_val_history", [])]
-        rng = checkpoint.get("liftpose_rng")
-        if rng and self._trainer is not None and self.trainer.training:
-            random.setstate(rng["python"])
-            np.random.set_state(rng["numpy"])
-            torch.set_rng_state(rng["torch"])
-            if rng.get("cuda") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
-
-    # ------------------------------------------------------------------ optimisation
-    def configure_optimizers(self) -> Any:
-        opt = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return opt
-        sched = self.scheduler_factory(optimizer=opt)
-        return {
-            "optimizer": opt,
-            "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval},
-        }

@@ -11,14 +11,9 @@ rescoring and OKS-NMS (:class:`~liftpose.metrics.coco.CocoKeypointAP`).
 from __future__ import annotations
 
 import functools
-import random
-import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
-import lightning as L
-import numpy as np
 import torch
 from torch import nn
 
@@ -30,6 +25,7 @@ from liftpose.data.transforms2d import (
     heatmap_to_image,
 )
 from liftpose.metrics.coco import CocoKeypointAP
+from liftpose.modules.base import RunModule
 
 #: the metrics logged under ``val/`` and ``test/``
 LOGGED_STATS: tuple[str, ...] = ("AP", "AP50", "AP75", "APM", "APL", "AR")
@@ -46,7 +42,7 @@ def joints_mse_loss(
     return 0.5 * diff.pow(2).mean()
 
 
-class HeatmapModule(L.LightningModule):
+class HeatmapModule(RunModule):
     """Top-down 2-D pose estimation with heatmaps.
 
     Args:
@@ -103,9 +99,6 @@ class HeatmapModule(L.LightningModule):
         )
         self.val_metric: CocoKeypointAP | None = None
         self.test_metric: CocoKeypointAP | None = None
-        #: ``[epoch, seconds of training so far, val/AP]`` after each validation
-        self.val_history: list[list[float]] = []
-        self._fit_started, self._fit_offset = time.monotonic(), 0.0
 
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
@@ -122,22 +115,6 @@ class HeatmapModule(L.LightningModule):
             self.test_metric = CocoKeypointAP(
                 dm.annotation_file("test"), results_file=hp.results_file, **kw
             )
-
-    def _log_config(self) -> None:
-        """Give every logger the resolved run config, once per process (rank zero)."""
-        config = getattr(self, "run_config", None)
-        if config is not None and not getattr(self, "_config_logged", False):
-            for lg in self.loggers:
-                lg.log_hyperparams(config)
-            self._config_logged = True
-
-    def on_fit_start(self) -> None:
-        self._log_config()
-        self._fit_started = time.monotonic()
-        self._fit_offset = self.val_history[-1][1] if self.val_history else 0.0
-
-    def on_test_start(self) -> None:
-        self._log_config()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W) -> (B, K, H/4, W/4)``."""
@@ -193,56 +170,15 @@ class HeatmapModule(L.LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, self.test_metric, "test")
 
-    def _log_synced(self, values: dict[str, float], **kwargs: Any) -> None:
-        """Log epoch values that the metric already gathered across processes."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
-            self.log_dict(values, sync_dist=False, **kwargs)
-
     def on_validation_epoch_end(self) -> None:
         res = self.val_metric.compute()
         self.val_metric.reset()
         values = {f"val/{k}": float(res[k]) for k in LOGGED_STATS}
         self._log_synced({"val/AP": values["val/AP"]}, prog_bar=True)
         self._log_synced({k: v for k, v in values.items() if k != "val/AP"})
-        if not self.trainer.sanity_checking:
-            elapsed = self._fit_offset + time.monotonic() - self._fit_started
-            self.val_history.append([self.current_epoch + 1, elapsed, values["val/AP"]])
+        self.record_validation(values["val/AP"])
 
     def on_test_epoch_end(self) -> None:
         res = self.test_metric.compute()
         self.test_metric.reset()
         self._log_synced({f"test/{k}": float(res[k]) for k in LOGGED_STATS})
-
-    # ------------------------------------------------------------------ checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the resolved run config, the validation history and the RNG states."""
-        checkpoint["liftpose_config"] = getattr(self, "run_config", None)
-        checkpoint["liftpose_val_history"] = self.val_history
-        checkpoint["liftpose_rng"] = {
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.val_history = [list(h) for h in checkpoint.get("liftpose_val_history", [])]
-        rng = checkpoint.get("liftpose_rng")
-        if rng and self._trainer is not None and self.trainer.training:
-            random.setstate(rng["python"])
-            np.random.set_state(rng["numpy"])
-            torch.set_rng_state(rng["torch"])
-            if rng.get("cuda") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
-
-    # ------------------------------------------------------------------ optimisation
-    def configure_optimizers(self) -> Any:
-        opt = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return opt
-        sched = self.scheduler_factory(optimizer=opt)
-        return {
-            "optimizer": opt,
-            "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval},
-        }
