@@ -161,7 +161,7 @@ class WindowDataset(Dataset):
             pose_3d = torch.cat([pose_3d, flip_pose(pose_3d.view(n, j, 3), perm).view(n, -1)])
         self.pose_2d, self.pose_3d = pose_2d.contiguous(), pose_3d.contiguous()
         valid = None if arrays.valid is None else np.asarray(arrays.valid, dtype=bool)
-        self.valid = torch.from_numpy(valid if valid is not None else np.ones(self.num_rows, bool))
+        self.valid = None if valid is None else torch.from_numpy(valid)  # None: every frame
         seq_ids, centres = [], []
         for s, (start, n) in enumerate(zip(arrays.seq_start, arrays.seq_len)):
             c = np.arange(0, n, stride, dtype=np.int64)
@@ -181,7 +181,8 @@ class WindowDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         """A whole batch: ``pose_2d (B, T, J, 2)``, ``pose_3d (B, 1 | T, J, 3)``, and per sample
         ``action``, ``seq``, centre ``frame`` ``(B,)``, window ``frames`` ``(B, 1 | T)`` and
-        ``valid`` ``(B, 1 | T)`` bool (whether each target frame may be scored)."""
+        ``valid`` ``(B, 1 | T)`` bool (whether each target frame may be scored; only for a
+        split with invalid frames)."""
         idx = torch.as_tensor(indices, dtype=torch.long)
         b, j = len(idx), self.num_joints
         seq = self.sample_seq[idx]
@@ -189,7 +190,9 @@ class WindowDataset(Dataset):
         start = self.seq_start[seq]
         rows, local = window_indices(start, self.seq_len[seq], centre, self.offsets)
         centre_rows = start + centre
-        valid = self.valid[centre_rows][:, None] if self.target == "centre" else self.valid[rows]
+        valid = None
+        if self.valid is not None:
+            valid = self.valid[rows] if self.target == "sequence" else self.valid[centre_rows, None]
         if self.flip_augment:
             shift = (torch.rand(b) < 0.5).long() * self.num_rows
             rows, centre_rows = rows + shift[:, None], centre_rows + shift
@@ -201,15 +204,17 @@ class WindowDataset(Dataset):
         else:
             y = self.pose_3d.index_select(0, rows.view(-1)).view(b, t, j, 3)
             frames = local
-        return {
+        batch = {
             "pose_2d": x,
             "pose_3d": y,
             "action": self.seq_action[seq],
             "seq": seq,
             "frame": centre,
             "frames": frames,
-            "valid": valid,
         }
+        if valid is not None:
+            batch["valid"] = valid
+        return batch
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {k: v[0] for k, v in self.__getitems__([index]).items()}

@@ -166,22 +166,22 @@ class LiftingModule(RunModule):
         # centre, then the window with the smallest centre (deterministic under DDP)
         offset = (torch.arange(t, device=y.device) - t // 2).abs()
         priority = offset[None, :] * (1 << 32) + centre[:, None]
-        valid = batch.get("valid")
-        if valid is None:
-            keep = torch.ones(y.shape[0] * t, dtype=torch.bool, device=y.device)
-        else:
+        rows = [
+            pred.reshape(-1, *pred.shape[2:]),
+            y.reshape(-1, *y.shape[2:]),
+            batch["action"].repeat_interleave(t),
+            batch["seq"].repeat_interleave(t),
+            frames.reshape(-1),
+            priority.reshape(-1),
+        ]
+        valid = batch.get("valid")  # only where the split has invalid frames (no sync otherwise)
+        if valid is not None:
             if valid.shape[1] != t:  # flags of a whole window, a centre-frame output
                 c = valid.shape[1] // 2
                 valid = valid[:, c : c + 1]
             keep = valid.reshape(-1).bool()
-        metrics.update(
-            pred.reshape(-1, *pred.shape[2:])[keep],
-            y.reshape(-1, *y.shape[2:])[keep],
-            batch["action"].repeat_interleave(t)[keep],
-            batch["seq"].repeat_interleave(t)[keep],
-            frames.reshape(-1)[keep],
-            priority.reshape(-1)[keep],
-        )
+            rows = [r[keep] for r in rows]
+        metrics.update(*rows)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, self.val_metrics)
