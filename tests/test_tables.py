@@ -19,7 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
-from liftpose.errors import DataError
+from liftpose.errors import ConfigError, DataError
 from liftpose.tables import find_specs, load_spec
 from liftpose.tables.render import RowResult, render_markdown
 from liftpose.tables.run import (
@@ -152,6 +152,25 @@ def test_identical_run_of_another_table_is_reused(tmp_path):
     again = plan(spec, "smoke", results, [])
     assert again[0].done and again[0].dir.is_symlink()
     assert [j.done for j in again[1:]] == [False] * 3
+
+
+def test_ckpt_reference_names_the_other_tables_checkpoint(tmp_path):
+    """``ckpt://<paper>/<table>/<row>`` becomes that row's checkpoint at the same scale, and a
+    missing run stops planning with the command that makes it."""
+    exp, results = tmp_path / "exp", tmp_path / "results"
+    base = load_spec(write_spec(exp, SPEC), exp)
+    doc = json.loads(json.dumps(SPEC))
+    doc["rows"] = [dict(doc["rows"][0], overrides=["+note=ckpt://t/tiny/b"])]
+    user = load_spec(write_spec(exp, doc, "t/user.yaml"), exp)
+    with pytest.raises(ConfigError, match="--tables t/tiny"):
+        plan(user, "smoke", results, [])
+    target = next(j for j in plan(base, "smoke", results, []) if j.row.name == "b" and j.seed == 0)
+    fake_run(target.dir, 1.0, 1.0)
+    jobs = plan(user, "smoke", results, [])
+    assert f"+note={target.dir / 'checkpoints' / 'last.ckpt'}" in jobs[0].overrides
+    doc["rows"][0]["overrides"] = ["+note=ckpt://t/tiny/zz"]
+    with pytest.raises(ConfigError, match="no row 'zz'"):
+        plan(load_spec(write_spec(exp, doc, "t/user.yaml"), exp), "smoke", results, [])
 
 
 def test_row_result_status():

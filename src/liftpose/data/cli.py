@@ -7,6 +7,8 @@ Examples::
     liftpose-data info --root data/hdm05 --name hdm05 --keypoints det
     liftpose-data bandai-3dhp --src ../shared/data/bandai1/data --root data/bandai_3dhp
     liftpose-data render --root data/rendered --train 300 --val 100  # 2-D detector images
+    liftpose-data detect --root data/hdm05 --name hdm05 --ckpt <heatmap run>/last.ckpt \
+        --source hrnet_w32_cam --every 5      # a trained detector as a 2-D source
 """
 
 from __future__ import annotations
@@ -47,6 +49,26 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--size", type=int, default=400, help="image width, px (default: %(default)s)")
     r.add_argument("--seed", type=int, default=0, help="render seed (default: %(default)s)")
     r.add_argument("--force", action="store_true", help="rebuild even if built with these settings")
+    d = sub.add_parser(
+        "detect",
+        help="run a trained 2-D detector over a dataset's rendered frames: data_2d_<name>_<source>",
+    )
+    d.add_argument("--root", default="data/hdm05", help="dataset folder (default: %(default)s)")
+    d.add_argument("--name", default="hdm05", help="dataset name (default: %(default)s)")
+    d.add_argument("--ckpt", required=True, help="a module=heatmap checkpoint")
+    d.add_argument("--source", required=True, help="name of the new 2-D source")
+    d.add_argument("--every", type=int, default=1, help="detect every k-th frame (default: 1)")
+    d.add_argument("--no-flip", action="store_true", help="no flip test")
+    d.add_argument("--batch-size", type=int, default=32, help="crops per batch (default: 32)")
+    d.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    d.add_argument(
+        "--train-subjects",
+        nargs="+",
+        default=["bd", "bk"],
+        help="subjects whose exact 2-D fits the COCO -> Human3.6M joint map (default: bd bk)",
+    )
+    d.add_argument("--subjects", nargs="+", default=None, help="default: all in the 3-D file")
+    d.add_argument("--actions", nargs="+", default=None, help="action groups (default: all)")
     i = sub.add_parser("info", help="summarise a dataset in the VideoPose3D layout")
     i.add_argument("--root", required=True, help="folder holding the data_*.npz files")
     i.add_argument(
@@ -58,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--subjects", nargs="+", default=None, help="default: all in the 3-D file")
     args = ap.parse_args(argv)
 
-    from liftpose.errors import DataError
+    from liftpose.errors import ConfigError, DataError
 
     try:
         if args.cmd == "embedded":
@@ -95,6 +117,26 @@ def main(argv: list[str] | None = None) -> int:
                 force=args.force,
             )
             print(f"rendered COCO keypoint dataset ready in {out}")
+        elif args.cmd == "detect":
+            from liftpose.data.detect import DetectorSettings, detect_dataset
+
+            settings = DetectorSettings(
+                ckpt=args.ckpt,
+                every=args.every,
+                flip_test=not args.no_flip,
+                batch_size=args.batch_size,
+                device=args.device,
+            )
+            out = detect_dataset(
+                args.root,
+                args.name,
+                args.source,
+                settings,
+                args.train_subjects,
+                args.subjects,
+                args.actions,
+            )
+            print(f"wrote {out}")
         elif args.cmd == "info":
             from liftpose.data.h36m import (
                 dataset_cameras,
@@ -116,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             for subject in subjects:
                 desc = ", ".join(f"{c.id} ({c.res_w}x{c.res_h})" for c in cams[subject].values())
                 print(f"cameras of {subject}: {desc}")
-    except DataError as err:
+    except (DataError, ConfigError) as err:
         print(f"liftpose-data: {err}", file=sys.stderr)
         return 2
     return 0

@@ -256,6 +256,13 @@ class LiftingDataModule(L.LightningDataModule):
             (:func:`liftpose.data.crossdata.build_bandai_3dhp`) in :meth:`prepare_data`.
             Only valid frames are window centres and scored; the scenes (``GS``, ``noGS``,
             ``Outdoor``) are the action groups, and PCK/AUC use :data:`pck_joints`.
+        detector: make the 2-D source ``keypoints`` with a trained 2-D detector:
+            ``{ckpt: <module=heatmap checkpoint>, every: 1, flip_test: true, batch_size: 32,
+            device: cpu, seed: 0}`` (:class:`liftpose.data.detect.DetectorSettings`). In
+            :meth:`prepare_data` the detector runs over the rendered frames of the train and
+            test subjects unless ``data_2d_<name>_<keypoints>.npz`` was written by it already
+            (:func:`liftpose.data.detect.ensure_detected`). ``None`` or no ``ckpt``: read the file
+            as it is.
     """
 
     def __init__(
@@ -285,6 +292,7 @@ class LiftingDataModule(L.LightningDataModule):
         keypoints_mix_with: str = "gt",
         format: str = "h36m",
         test_set: dict | None = None,
+        detector: dict | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -381,6 +389,24 @@ class LiftingDataModule(L.LightningDataModule):
             f"--root {path.parent}` or point data.test_set.root at it",
         )
 
+    def _ensure_detected(self) -> None:
+        """Run ``data.detector`` over the rendered frames when its source file is stale."""
+        hp = self.hparams
+        if hp.detector is None or hp.detector.get("ckpt") is None:
+            return
+        if hp.format != "h36m":
+            raise ConfigError("data.detector needs data.format=h36m (world 3-D and cameras)")
+        from liftpose.data.detect import DetectorSettings, ensure_detected
+
+        try:
+            settings = DetectorSettings(**dict(hp.detector))
+        except TypeError as e:
+            raise ConfigError(f"data.detector: {e}") from None
+        subjects = list(dict.fromkeys(self.train_subjects + self.test_subjects))
+        ensure_detected(
+            self.root, hp.name, hp.keypoints, settings, self.train_subjects, subjects, hp.actions
+        )
+
     def fingerprint(self) -> str:
         """Hash of every setting that changes the prepared arrays, and of the input files."""
         hp = self.hparams
@@ -414,6 +440,7 @@ class LiftingDataModule(L.LightningDataModule):
 
             ensure_embedded(self.root, self.hparams.name, self.hparams.capture)
         self._ensure_test_set()
+        self._ensure_detected()
         path = self.cache_path
         if path.exists():
             return

@@ -12,16 +12,20 @@ is the hash of its resolved config (paths, loggers and bookkeeping left out), so
 ``metrics.json`` is there is never repeated, an interrupted reproduction resumes (from the
 job's ``checkpoints/last.ckpt`` when there is one) and a changed config runs afresh beside the
 old one. A failed job leaves ``error.log`` in its folder; its row is rendered as failed with
-that path, and every other row and table is still rendered.
+that path, and every other row and table is still rendered. An override value
+``ckpt://<paper>/<table>/<row>`` names the checkpoint of another table's row at the same scale
+(run that table first).
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -47,6 +51,7 @@ from liftpose.tables.spec import (
     TableSpec,
     convergence,
     find_specs,
+    load_spec,
 )
 from liftpose.utils.io import atomic_write_text
 from liftpose.utils.run import CONF_DIR
@@ -143,16 +148,57 @@ def table_dir(results: Path, spec: TableSpec) -> Path:
     return results / spec.group / spec.name
 
 
+#: ``ckpt://<paper>/<table>/<row>`` in an override value: that row's checkpoint at this scale
+CKPT_REF = re.compile(r"ckpt://([\w.-]+)/([\w.-]+)/([\w.-]+)")
+
+
+def checkpoint_of(ref: str, spec: TableSpec, scale: str, results: Path, extra: list[str]) -> str:
+    """The checkpoint of the first-seed run of row ``<paper>/<table>/<row>`` at ``scale``.
+
+    A table may build on another's trained models (Table V lifts the 2-D of Table I's
+    detectors); the referenced run must be finished, and its folder (hence its config) is part
+    of the referring run's hash.
+    """
+    m = CKPT_REF.fullmatch(ref)
+    if m is None:
+        raise ConfigError(
+            f"experiments/{spec.id}.yaml: {ref!r} is not ckpt://<paper>/<table>/<row>"
+        )
+    paper, table, row = m.groups()
+    path = spec.path.parent.parent / paper / f"{table}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"experiments/{spec.id}.yaml: {ref}: no spec {path}")
+    other = load_spec(path, path.parent.parent)
+    if scale not in other.scales:
+        raise ConfigError(f"{ref}: {other.id} has no scale {scale!r}")
+    seed = other.scales[scale].seeds[0]
+    for job in plan(other, scale, results, extra):
+        if job.row.name == row and job.seed == seed:
+            if not job.done:
+                raise ConfigError(
+                    f"experiments/{spec.id}.yaml needs {ref}, which has no finished run at "
+                    f"scale {scale} ({job.dir}); run `liftpose-tables --scale {scale} "
+                    f"--tables {other.id}` first"
+                )
+            doc = json.loads((job.dir / "metrics.json").read_text())
+            return str(doc.get("ckpt_path") or job.dir / "checkpoints" / "last.ckpt")
+    raise ConfigError(f"experiments/{spec.id}.yaml: {ref}: {other.id} has no row {row!r}")
+
+
 def plan(spec: TableSpec, scale: str, results: Path, extra: list[str]) -> list[Job]:
     """Every job of a table at a scale, with the folder its resolved config maps to.
 
     Seed-major order: every row's first seed runs before any row's second, so an interrupted
-    reproduction already has a whole table at one seed.
+    reproduction already has a whole table at one seed. ``ckpt://`` references in the
+    overrides become the referenced runs' checkpoints (:func:`checkpoint_of`).
     """
     jobs = []
     for seed in spec.scales[scale].seeds:
         for row in spec.rows:
-            ov = spec.job_overrides(row, scale, seed, extra)
+            ov = [
+                CKPT_REF.sub(lambda m: checkpoint_of(m.group(0), spec, scale, results, extra), o)
+                for o in spec.job_overrides(row, scale, seed, extra)
+            ]
             try:
                 h = config_hash(compose_job(ov))
             except Exception as e:  # noqa: BLE001 - any composition error names the row
@@ -419,6 +465,7 @@ def reproduce(
     render_only: bool = False,
     verbose: bool = False,
     seeds: list[int] | None = None,
+    rows: str | None = None,
 ) -> dict[str, list[RowResult]]:
     """Run (what is not done of) every matching table at ``scale`` and render all of them."""
     if scale not in SCALES:
@@ -431,6 +478,8 @@ def reproduce(
     for spec in specs:
         jobs = plan(spec, scale, results, list(extra or []))
         todo = [j for j in jobs if not j.done and (seeds is None or j.seed in seeds)]
+        if rows is not None:
+            todo = [j for j in todo if any(fnmatch.fnmatch(j.row.name, r) for r in rows.split(","))]
         todo = [] if render_only or not spec.needs_runs else todo
         done = sum(j.done for j in jobs)
         print(f"[{spec.id}] {done} of {len(jobs)} run(s) done", flush=True)
@@ -478,6 +527,11 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         help="run only these of each spec's seeds now (the table shows the rest as missing)",
     )
+    p.add_argument(
+        "--rows",
+        default=None,
+        help="run only the rows whose names match these comma-separated globs now",
+    )
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every job")
     args = p.parse_args(argv)
     if args.rehash:
@@ -495,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
             args.render_only,
             args.verbose,
             args.seeds,
+            args.rows,
         )
     except (ConfigError, DataError) as e:
         print(f"liftpose-tables: error: {e}", file=sys.stderr)
