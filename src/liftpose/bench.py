@@ -6,6 +6,9 @@
 * Lifters at their papers' dimensions (PoseFormer; the SA/TA lifter of attn-2d3d-system):
   training samples per second (forward, backward, optimiser step; every output supervised) and
   inference samples per second (with test-time flip averaging), at 27 and 81 frames.
+* Images: rendered person images (400 px wide, the embedded COCO set) and 128x96 crops per
+  second, and crops per second through a detector (HRNet-W32 + CAM, flip test) as in
+  ``liftpose-data detect``.
 
     python -m liftpose.bench                      # defaults
     python -m liftpose.bench --frames 27 81 243 --device cuda --precision bf16
@@ -200,6 +203,40 @@ def bench_model(
     return rows
 
 
+def bench_render(seconds: float, device: str) -> list[tuple[str, float]]:
+    """Rendered images and crops per second, and crops per second through HRNet-W32 + CAM."""
+    from liftpose.data.capture import RigConfig, place_cameras
+    from liftpose.data.detect import detect_crops
+    from liftpose.data.embedded import load_sample
+    from liftpose.data.render import render_frames, render_person, scaled_camera
+    from liftpose.models.backbones import HRNet
+
+    clip = next(iter(next(iter(load_sample().values())).values()))[:64]  # (F, 17, 3) world
+    cam = place_cameras({"clip": clip}, RigConfig(), np.random.default_rng(0))[0]
+    joints = cam.world_to_camera(clip)
+    small = scaled_camera(cam, 400 / cam.res_w)
+    out = [
+        (
+            "render 400 px image",
+            _rate(lambda: [render_person(j, small) for j in joints[:8]] and 8, seconds),
+        ),
+        (
+            "render 128x96 crop",
+            _rate(lambda: len(render_frames(joints[:16], cam, crop_size=(128, 96))[0]), seconds),
+        ),
+    ]
+    crops = render_frames(joints[:32], cam, crop_size=(128, 96))[0]
+    model = HRNet(width=32, cam={"branches": [3], "blocks": [-2, -1]}).to(device).eval()
+    info = {"image_size": (128, 96), "heatmap_size": (32, 24), "flip_permutation": list(range(17))}
+    out.append(
+        (
+            "HRNet-W32+CAM 128x96 crop, flip test",
+            _rate(lambda: len(detect_crops(model, crops, info, 32, True, device)[0]), seconds),
+        )
+    )
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -213,6 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--root", type=Path, default=Path(".cache/liftpose/bench"))
     ap.add_argument("--skip-data", action="store_true")
     ap.add_argument("--skip-model", action="store_true")
+    ap.add_argument("--skip-render", action="store_true")
     ap.add_argument("--models", nargs="+", default=["poseformer", "attn_lifter"])
     ap.add_argument(
         "--strided-frames",
@@ -262,6 +300,13 @@ def main(argv: list[str] | None = None) -> None:
         con.print(tab)
     if not args.skip_model:
         con.print("infer = forward of the input and of its mirror (test-time flip averaging)")
+    if not args.skip_render:
+        tab = Table(title=f"Rendered images and the detector source ({args.device})")
+        for c in ("what", "per second"):
+            tab.add_column(c, justify="right")
+        for what, rate in bench_render(args.seconds, args.device):
+            tab.add_row(what, f"{rate:,.1f}")
+        con.print(tab)
 
 
 if __name__ == "__main__":
