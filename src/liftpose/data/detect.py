@@ -175,7 +175,8 @@ def detect_crops(
     device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints of person crops: ``(N, H, W, 3)`` uint8 RGB -> ``(N, K, 2)`` crop pixels and
-    ``(N, K)`` heatmap peaks."""
+    ``(N, K)`` heatmap peaks (bf16 autocast on CUDA)."""
+    cuda = str(device).startswith("cuda")
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255.0
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255.0
     h, w = info["image_size"]
@@ -185,11 +186,12 @@ def detect_crops(
     for s in range(0, len(crops), batch_size):
         x = torch.from_numpy(crops[s : s + batch_size]).to(device).permute(0, 3, 1, 2).float()
         x = (x - mean) / std
-        heatmaps = model(x).float()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            heatmaps = model(x).float()
+            if flip_test:
+                flipped = model(flip_images(x)).float()
         if flip_test:
-            heatmaps = flip_test_average(
-                heatmaps, model(flip_images(x)).float(), info["flip_permutation"]
-            )
+            heatmaps = flip_test_average(heatmaps, flipped, info["flip_permutation"])
         coords, peaks = decode_heatmaps(heatmaps)
         xy.append((coords * stride).cpu())
         score.append(peaks.cpu())
