@@ -384,3 +384,17 @@ def test_decoded_targets_score_near_perfect_ap():
         keypoints = torch.cat([xy, maxvals[..., None]], dim=-1)
         metric.update(b["image_id"], keypoints, b["score"], b["area"])
     assert float(metric.compute()["AP"]) > 0.9
+
+
+@pytest.mark.filterwarnings("ignore:The ``compute`` method")
+def test_undefined_coco_stats_are_nan_not_minus_100(monkeypatch):
+    """COCOeval's -1 (no person in an area range) must not reach a table as -100 %."""
+    import liftpose.metrics.coco as coco_metrics
+
+    stats = dict.fromkeys(coco_metrics.COCO_KEYPOINT_STATS, 0.5)
+    stats["APL"] = stats["ARL"] = -1.0
+    monkeypatch.setattr(coco_metrics, "evaluate_keypoints", lambda *a, **k: dict(stats))
+    monkeypatch.setattr(coco_metrics.CocoKeypointAP, "gt", None)
+    res = coco_metrics.CocoKeypointAP("unused.json").compute()
+    assert float(res["AP"]) == pytest.approx(50.0)
+    assert torch.isnan(res["APL"]) and torch.isnan(res["ARL"])

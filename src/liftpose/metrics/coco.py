@@ -267,5 +267,9 @@ class CocoKeypointAP(Metric):
         dist = torch.distributed.is_available() and torch.distributed.is_initialized()
         write = self.results_file if not dist or torch.distributed.get_rank() == 0 else None
         res = evaluate_keypoints(self.gt, self.results(), write)
-        # percent, as the papers print them (and as PCK and AUC are kept)
-        return {k: torch.tensor(100.0 * v, dtype=torch.float32) for k, v in res.items()}
+        # percent, as the papers print them (and as PCK and AUC are kept); NaN where COCO
+        # defines none (its -1, e.g. APL without large persons), so no -100 reaches a table
+        return {
+            k: torch.tensor(100.0 * v if v >= 0 else float("nan"), dtype=torch.float32)
+            for k, v in res.items()
+        }
