@@ -182,3 +182,25 @@ def test_lifting_datamodule_runs_the_detector(dataset: Path, detector_ckpt: Path
     dm.setup("fit")
     assert (dataset / "data_2d_hdm05_tiny_dm.npz").is_file()
     assert np.isfinite(dm.splits["train"].pose_2d).all()
+
+
+def test_detector_off_is_the_default_so_old_run_hashes_hold() -> None:
+    """The data configs' ``detector`` block equals the argument's default (and the settings'
+    defaults), so adding it left the hash of every run without a detector unchanged."""
+    import dataclasses
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    from liftpose.data.datamodule import DETECTOR_OFF, LiftingDataModule
+    from liftpose.tables.run import compose_job, drop_defaults
+
+    fields = {f.name: f.default for f in dataclasses.fields(DetectorSettings)}
+    assert dict(DETECTOR_OFF) == {**fields, "ckpt": None}
+    assert inspect.signature(LiftingDataModule).parameters["detector"].default == DETECTOR_OFF
+    for data in ("embedded", "h36m", "mpi3dhp"):
+        cfg = OmegaConf.to_container(compose_job([f"data={data}"]).data)
+        assert cfg["detector"] == dict(DETECTOR_OFF)
+        assert "detector" not in drop_defaults(cfg)
+    with_ckpt = OmegaConf.to_container(compose_job(["data.detector.ckpt=x.ckpt"]).data)
+    assert drop_defaults(with_ckpt)["detector"]["ckpt"] == "x.ckpt"

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import h5py
@@ -42,6 +44,12 @@ from liftpose.utils.io import atomic_path
 
 CACHE_VERSION = 1
 FORMATS = ("h36m", "mpi3dhp")
+#: ``data.detector`` switched off (the data configs' value): the fields of
+#: :class:`liftpose.data.detect.DetectorSettings` with no checkpoint. Being the argument's
+#: default, it leaves the hash of every run without a detector as it was.
+DETECTOR_OFF = MappingProxyType(
+    {"ckpt": None, "every": 1, "flip_test": True, "batch_size": 32, "device": "cpu", "seed": 0}
+)
 #: Keys of the ``test_set`` argument.
 TEST_SET_KEYS = ("format", "root", "file", "build_from", "sequences")
 
@@ -292,9 +300,10 @@ class LiftingDataModule(L.LightningDataModule):
         keypoints_mix_with: str = "gt",
         format: str = "h36m",
         test_set: dict | None = None,
-        detector: dict | None = None,
+        detector: Mapping[str, Any] | None = DETECTOR_OFF,
     ) -> None:
         super().__init__()
+        detector = None if detector is None else dict(detector)  # picklable in checkpoints
         self.save_hyperparameters(logger=False)
         self.root = Path(root)
         if format not in FORMATS:

@@ -487,12 +487,12 @@ def reproduce(
             t0 = time.time()
             rc = launch(spec, scale, todo, results, launcher, logger, verbose)
             print(f"[{spec.id}] multirun exit {rc} after {time.time() - t0:.0f} s", flush=True)
-        rows = collect(spec, scale, jobs)
-        md = write_outputs(spec, scale, results, rows)
+        rendered = collect(spec, scale, jobs)
+        md = write_outputs(spec, scale, results, rendered)
         print(f"[{spec.id}] wrote {md}", flush=True)
         if logger in ("wandb", "many") and not render_only:
-            log_table_to_wandb(spec, scale, results, rows)
-        out[spec.id] = rows
+            log_table_to_wandb(spec, scale, results, rendered)
+        out[spec.id] = rendered
     write_index(results, experiments)
     return out
 
