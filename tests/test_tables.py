@@ -173,6 +173,25 @@ def test_ckpt_reference_names_the_other_tables_checkpoint(tmp_path):
         plan(load_spec(write_spec(exp, doc, "t/user.yaml"), exp), "smoke", results, [])
 
 
+def test_rows_and_seeds_choose_what_runs_now(tmp_path, monkeypatch):
+    """``--rows`` and ``--seeds`` pick the jobs launched in every matching table."""
+    import liftpose.tables.run as run
+
+    exp = tmp_path / "exp"
+    write_spec(exp, SPEC, "t/one.yaml")
+    write_spec(exp, SPEC, "t/two.yaml")
+    launched = []
+    monkeypatch.setattr(
+        run,
+        "launch",
+        lambda spec, scale, jobs, *a: (
+            launched.extend((spec.name, j.row.name, j.seed) for j in jobs) or 0
+        ),
+    )
+    run.reproduce("smoke", "t/*", tmp_path / "results", exp, seeds=[1], rows="b,z*")
+    assert launched == [("one", "b", 1), ("two", "b", 1)]
+
+
 def test_row_result_status():
     row = load_spec.__globals__["Row"]("r", [], {})
     assert RowResult(row, seeds_planned=[0]).status == "missing"
