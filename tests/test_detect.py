@@ -15,11 +15,12 @@ from liftpose.data.detect import (
     crop_to_h36m,
     detect_dataset,
     ensure_detected,
+    exact_coco_pairs,
     fit_h36m_from_coco,
     h36m_from_coco,
 )
 from liftpose.data.h36m import dataset_cameras, load_sequences, read_npz_dict
-from liftpose.data.render import COCO_FROM_H36M, box_from_keypoints, coco_keypoints_3d, crop_affine
+from liftpose.data.render import COCO_FROM_H36M, box_from_keypoints, crop_affine
 from liftpose.errors import ConfigError, DataError
 
 
@@ -35,14 +36,8 @@ def _exact_pairs(root: Path, subject: str, step: int) -> tuple[np.ndarray, np.nd
     """Projected COCO keypoints and the exact H36M 2-D of ``subject``: ``(N, 17, 2)`` each."""
     p3, _ = read_npz_dict(root / "data_3d_hdm05.npz", "positions_3d")
     g2, _ = read_npz_dict(root / "data_2d_hdm05_gt.npz", "positions_2d")
-    cams = list(dataset_cameras(root, "hdm05")[subject].values())
-    coco, h36m = [], []
-    for action in sorted(p3[subject])[::4]:
-        for ci, cam in enumerate(cams):
-            joints = cam.world_to_camera(p3[subject][action][::step])
-            coco.append(cam.project(np.stack([coco_keypoints_3d(j) for j in joints])))
-            h36m.append(np.asarray(g2[subject][action][ci])[::step])
-    return np.concatenate(coco), np.concatenate(h36m)
+    cams = dataset_cameras(root, "hdm05")
+    return exact_coco_pairs(p3, g2, cams, [subject], action_step=4, frame_step=step)
 
 
 def test_joint_map_recovers_a_known_affine_combination() -> None:

@@ -215,15 +215,18 @@ def bench_render(seconds: float, device: str) -> list[tuple[str, float]]:
     cam = place_cameras({"clip": clip}, RigConfig(), np.random.default_rng(0))[0]
     joints = cam.world_to_camera(clip)
     small = scaled_camera(cam, 400 / cam.res_w)
+
+    def images() -> int:
+        for j in joints[:8]:
+            render_person(j, small)
+        return 8
+
+    def crop_batch() -> int:
+        return len(render_frames(joints[:16], cam, crop_size=(128, 96))[0])
+
     out = [
-        (
-            "render 400 px image",
-            _rate(lambda: [render_person(j, small) for j in joints[:8]] and 8, seconds),
-        ),
-        (
-            "render 128x96 crop",
-            _rate(lambda: len(render_frames(joints[:16], cam, crop_size=(128, 96))[0]), seconds),
-        ),
+        ("render 400 px image", _rate(images, seconds)),
+        ("render 128x96 crop", _rate(crop_batch, seconds)),
     ]
     crops = render_frames(joints[:32], cam, crop_size=(128, 96))[0]
     model = HRNet(width=32, cam={"branches": [3], "blocks": [-2, -1]}).to(device).eval()

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from liftpose.data.camera import Camera
-from liftpose.data.h36m import dataset_cameras, dataset_files, read_npz_dict
+from liftpose.data.h36m import action_group, dataset_cameras, dataset_files, read_npz_dict
 from liftpose.data.render import (
     COCO_FROM_H36M,
     box_from_keypoints,
@@ -66,6 +66,7 @@ __all__ = [
     "DetectorSettings",
     "detect_dataset",
     "ensure_detected",
+    "exact_coco_pairs",
     "fit_h36m_from_coco",
     "h36m_from_coco",
     "crop_to_h36m",
@@ -215,11 +216,11 @@ def crop_to_h36m(xy: np.ndarray, affines: np.ndarray, weights: np.ndarray) -> np
 def _interpolate(frames: np.ndarray, values: np.ndarray, length: int) -> np.ndarray:
     """Linear interpolation over frames: ``values (n, J, 2)`` at sorted ``frames (n,)`` ->
     ``(length, J, 2)``."""
-    t = np.arange(length)
-    hi = np.clip(np.searchsorted(frames, t), 1, max(len(frames) - 1, 1))
-    lo = hi - 1
     if len(frames) == 1:
         return np.repeat(values, length, axis=0)
+    t = np.arange(length)
+    hi = np.clip(np.searchsorted(frames, t), 1, len(frames) - 1)
+    lo = hi - 1
     span = (frames[hi] - frames[lo]).astype(np.float64)
     a = ((t - frames[lo]) / span)[:, None, None]
     return (1 - a) * values[lo] + a * values[hi]
@@ -247,7 +248,7 @@ def _selection(
             raise ConfigError(f"subject {subject!r} is not in the 3-D file")
         names = sorted(positions_3d[subject])
         if actions is not None:
-            names = [a for a in names if a.split(" ")[0] in set(actions)]
+            names = [a for a in names if action_group(a) in set(actions)]
         out[subject] = names
     return out
 
@@ -295,29 +296,67 @@ def detect_dataset(
     Returns the written path: per subject and action, one ``(F, 17, 2)`` float32 array in image
     pixels per camera of the subject, in the order of ``cameras_<name>.json``.
     """
+    positions_3d, selection, key = _inputs(root, name, settings, train_subjects, subjects, actions)
+    return _detect(root, name, source, settings, train_subjects, positions_3d, selection, key, log)
+
+
+def _inputs(
+    root: str | Path,
+    name: str,
+    settings: DetectorSettings,
+    train_subjects: Sequence[str],
+    subjects: Sequence[str] | None,
+    actions: Sequence[str] | None,
+) -> tuple[dict, dict[str, list[str]], str]:
+    """The world 3-D poses, the sequences to detect and the key of the file to write."""
+    positions_3d, _ = read_npz_dict(dataset_files(root, name, "gt")["3d"], "positions_3d")
+    selection = _selection(positions_3d, subjects, actions)
+    return positions_3d, selection, detection_key(settings, root, name, train_subjects, selection)
+
+
+def exact_coco_pairs(
+    positions_3d: dict,
+    gt_2d: dict,
+    cameras: dict[str, dict[str, Camera]],
+    subjects: Sequence[str],
+    action_step: int = 3,
+    frame_step: int = 5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Projected COCO keypoints (the renderer's, :func:`coco_keypoints_3d`) and the exact
+    Human3.6M 2-D of the same frames: ``(N, 17, 2)`` each, from every ``action_step``-th action
+    and ``frame_step``-th frame of ``subjects``, every camera."""
+    coco, h36m = [], []
+    for subject in subjects:
+        for action in sorted(positions_3d[subject])[::action_step]:
+            world = np.asarray(positions_3d[subject][action])[::frame_step]
+            for ci, cam in enumerate(cameras[subject].values()):
+                joints = cam.world_to_camera(world)
+                coco.append(cam.project(np.stack([coco_keypoints_3d(j) for j in joints])))
+                h36m.append(np.asarray(gt_2d[subject][action][ci])[::frame_step])
+    if not coco:
+        raise ConfigError("data.train_subjects is empty: nothing to fit the joint map on")
+    return np.concatenate(coco), np.concatenate(h36m)
+
+
+def _detect(
+    root: str | Path,
+    name: str,
+    source: str,
+    settings: DetectorSettings,
+    train_subjects: Sequence[str],
+    positions_3d: dict,
+    selection: dict[str, list[str]],
+    key: str,
+    log: Any,
+) -> Path:
+    """The body of :func:`detect_dataset` once its inputs are read."""
     if source in ("gt", "det"):
         raise ConfigError(f"data.keypoints={source!r} is a built-in source, not a detector's")
     files = dataset_files(root, name, source)
-    positions_3d, _ = read_npz_dict(files["3d"], "positions_3d")
     gt_2d, gt_meta = read_npz_dict(dataset_files(root, name, "gt")["2d"], "positions_2d")
     all_cams = dataset_cameras(root, name)
-    selection = _selection(positions_3d, subjects, actions)
-    key = detection_key(settings, root, name, train_subjects, selection)
-
     # the COCO -> H36M map from the training subjects' exact 2-D
-    coco_fit, h36m_fit = [], []
-    for subject in train_subjects:
-        cams = list(all_cams[subject].values())
-        for action in sorted(positions_3d[subject])[::3]:
-            world = positions_3d[subject][action][::5]
-            for ci, cam in enumerate(cams):
-                j_cam = cam.world_to_camera(world)
-                coco3 = np.stack([coco_keypoints_3d(p) for p in j_cam])
-                coco_fit.append(cam.project(coco3))
-                h36m_fit.append(np.asarray(gt_2d[subject][action][ci])[::5])
-    if not coco_fit:
-        raise ConfigError("data.train_subjects is empty: nothing to fit the joint map on")
-    weights = fit_h36m_from_coco(np.concatenate(coco_fit), np.concatenate(h36m_fit))
+    weights = fit_h36m_from_coco(*exact_coco_pairs(positions_3d, gt_2d, all_cams, train_subjects))
 
     model, info = load_detector(settings.ckpt, settings.device)
     every = int(settings.every)
@@ -383,6 +422,7 @@ def ensure_detected(
     path = dataset_files(root, name, source)["2d"]
     if not Path(settings.ckpt).is_file():
         raise DataError(settings.ckpt, "data.detector.ckpt", "detector checkpoint not found")
+    written_key = None
     if path.exists():
         _, meta = read_npz_dict(path, "positions_2d")
         det = (meta or {}).get("detector")
@@ -391,10 +431,11 @@ def ensure_detected(
                 f"{path} exists and was not written by a detector; choose another "
                 f"data.keypoints for the detector's source or move the file"
             )
-        positions_3d, _ = read_npz_dict(dataset_files(root, name, source)["3d"], "positions_3d")
-        selection = _selection(positions_3d, subjects, actions)
-        key = detection_key(settings, root, name, train_subjects, selection)
-        if det.get("key") == key:
-            return path
+        written_key = det.get("key")
+    positions_3d, selection, key = _inputs(root, name, settings, train_subjects, subjects, actions)
+    if written_key == key:
+        return path
     print(f"liftpose: running the detector {settings.ckpt} over {root} -> {path.name}")
-    return detect_dataset(root, name, source, settings, train_subjects, subjects, actions)
+    return _detect(
+        root, name, source, settings, train_subjects, positions_3d, selection, key, print
+    )

@@ -52,9 +52,13 @@ class Sequence:
     def action_group(self) -> str:
         """``group`` if set, else the action name before the first space (``"Walking 1"`` ->
         ``"Walking"``)."""
-        if self.group is not None:
-            return self.group
-        return self.action.split(" ")[0]
+        return self.group if self.group is not None else action_group(self.action)
+
+
+def action_group(action: str) -> str:
+    """The group of an action name: the part before the first space (``"Walking 1"`` ->
+    ``"Walking"``); ``data.actions`` selects groups."""
+    return action.split(" ")[0]
 
 
 def read_npz_dict(path: Path, key: str) -> tuple[dict, dict | None]:
@@ -155,11 +159,11 @@ def load_sequences(
                     f"unknown cameras {unknown}; "
                     f"{subject} has {[c.id for c in cam_list]} (or indices)",
                 )
-        groups_seen |= {a.split(" ")[0] for a in pos3d[subject]}
+        groups_seen |= {action_group(a) for a in pos3d[subject]}
         for action in sorted(pos3d[subject]):
             if (subject, action) in H36M_SKIP and name == "h36m":
                 continue
-            if actions is not None and action.split(" ")[0] not in actions:
+            if actions is not None and action_group(action) not in actions:
                 continue
             field3 = f"positions_3d[{subject}][{action}]"
             world = np.asarray(pos3d[subject][action], dtype=np.float64)

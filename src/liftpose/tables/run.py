@@ -193,12 +193,16 @@ def plan(spec: TableSpec, scale: str, results: Path, extra: list[str]) -> list[J
     overrides become the referenced runs' checkpoints (:func:`checkpoint_of`).
     """
     jobs = []
+    refs: dict[str, str] = {}  # each referenced table is planned once
+
+    def checkpoint(m: re.Match) -> str:
+        if m.group(0) not in refs:
+            refs[m.group(0)] = checkpoint_of(m.group(0), spec, scale, results, extra)
+        return refs[m.group(0)]
+
     for seed in spec.scales[scale].seeds:
         for row in spec.rows:
-            ov = [
-                CKPT_REF.sub(lambda m: checkpoint_of(m.group(0), spec, scale, results, extra), o)
-                for o in spec.job_overrides(row, scale, seed, extra)
-            ]
+            ov = [CKPT_REF.sub(checkpoint, o) for o in spec.job_overrides(row, scale, seed, extra)]
             try:
                 h = config_hash(compose_job(ov))
             except Exception as e:  # noqa: BLE001 - any composition error names the row
