@@ -84,7 +84,7 @@ def ref_mpjve(pred: np.ndarray, target: np.ndarray) -> float:
 
 
 def ref_pck(pred: np.ndarray, target: np.ndarray, threshold: float) -> float:
-    return float((np.linalg.norm(pred - target, axis=-1) <= threshold).mean() * 100.0)
+    return float((np.linalg.norm(pred - target, axis=-1) < threshold).mean() * 100.0)
 
 
 # ============================================================== functional: properties
@@ -95,8 +95,10 @@ def test_every_metric_is_perfect_on_equal_poses(seed: int, n: int, j: int) -> No
     pred = target.clone()
     for fn in (F.mpjpe, F.p_mpjpe, F.n_mpjpe, F.mpjve):
         assert fn(pred, target).item() == pytest.approx(0.0, abs=1e-5), fn.__name__
-    assert F.pck(pred, target, threshold=0.0).item() == 100.0
-    assert F.auc(pred, target).item() == 100.0
+    # strictly below the threshold: no error is below 0, so a perfect prediction fails 0 mm
+    assert F.pck(pred, target, threshold=0.0).item() == 0.0
+    assert F.pck(pred, target, threshold=1e-3).item() == 100.0
+    assert F.auc(pred, target).item() == pytest.approx(100 * 30 / 31)
 
 
 @PROPS
@@ -239,20 +241,46 @@ def _three_joint_errors() -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_pck_auc_hand_computed() -> None:
     pred, target = _three_joint_errors()
-    assert F.pck(pred, target).item() == pytest.approx(200 / 3)  # 0, 100 <= 150
-    assert F.pck(pred, target, threshold=100.0).item() == pytest.approx(200 / 3)  # inclusive
-    assert F.pck(pred, target, threshold=99.9).item() == pytest.approx(100 / 3)
-    assert F.pck(pred, target, threshold=200.0).item() == pytest.approx(100.0)
-    # 31 thresholds 0..150: joint 0 passes all 31, joint 1 passes 100..150 (11), joint 2 none.
-    assert F.auc(pred, target).item() == pytest.approx(100 * (31 + 11 + 0) / 93)
+    assert F.pck(pred, target).item() == pytest.approx(200 / 3)  # 0, 100 < 150
+    assert F.pck(pred, target, threshold=100.0).item() == pytest.approx(100 / 3)  # strict
+    assert F.pck(pred, target, threshold=100.1).item() == pytest.approx(200 / 3)
+    assert F.pck(pred, target, threshold=200.0).item() == pytest.approx(200 / 3)  # 200 fails
+    assert F.pck(pred, target, threshold=200.1).item() == pytest.approx(100.0)
+    # 31 thresholds 0..150, a joint passes those strictly above its error: joint 0 (error 0)
+    # passes 5..150 (30), joint 1 (100) passes 105..150 (10), joint 2 (200) none.
+    assert F.auc(pred, target).item() == pytest.approx(100 * (30 + 10 + 0) / 93)
     assert F.auc(pred, target, thresholds=[150.0, 0.0, 100.0]).item() == pytest.approx(
-        100 * (3 + 2 + 0) / 9
+        100 * (2 + 1 + 0) / 9
     )
     # joint subset (as for MPI-INF-3DHP's 14 of 17 joints)
     assert F.pck(pred, target, joints=[1, 2]).item() == pytest.approx(50.0)
-    assert F.auc(pred, target, joints=[1, 2]).item() == pytest.approx(100 * 11 / 62)
-    assert F.auc(pred, target, joints=[0]).item() == pytest.approx(100.0)
+    assert F.auc(pred, target, joints=[1, 2]).item() == pytest.approx(100 * 10 / 62)
+    assert F.auc(pred, target, joints=[0]).item() == pytest.approx(100 * 30 / 31)
     assert len(F.DEFAULT_AUC_THRESHOLDS) == 31 and F.DEFAULT_AUC_THRESHOLDS[-1] == 150.0
+
+
+def test_pck_auc_tie_rule_of_mpi_inf_3dhp() -> None:
+    """The official 3DHP code counts a joint as correct when ``error < t``: errors of exactly
+    0 mm and 150 mm sit on the grid 0:5:150 and are wrong at their own threshold."""
+    target = torch.zeros(1, 2, 3)
+    at_150 = target + torch.tensor([[[0.0, 0.0, 0.0], [0.0, 150.0, 0.0]]])
+    assert F.pck(at_150, target, joints=[1]).item() == 0.0  # PCK of a 150 mm error is 0
+    assert F.pck(at_150, target, joints=[0]).item() == 100.0  # 0 < 150
+    assert F.auc(at_150, target, joints=[1]).item() == 0.0  # below no threshold of 0..150
+    assert F.auc(at_150, target, joints=[0]).item() == pytest.approx(100 * 30 / 31)
+    assert F.auc(target.clone(), target).item() == pytest.approx(100 * 30 / 31)
+    # the metric classes apply the same rule
+    metric = PCK(ACTIONS, scale=1.0)
+    n = 2
+    metric.update(
+        at_150.repeat(n, 1, 1),
+        target.repeat(n, 1, 1),
+        torch.zeros(n, dtype=torch.long),
+        torch.zeros(n, dtype=torch.long),
+        torch.arange(n),
+        torch.zeros(n, dtype=torch.long),
+    )
+    assert metric.compute()["pck/frames"].item() == pytest.approx(50.0)
 
 
 # ============================================================== functional: validation

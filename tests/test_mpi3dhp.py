@@ -40,7 +40,7 @@ def pck_reference(pred, target, threshold=150.0, joints=None):
     err = np.linalg.norm(pred - target, axis=-1)
     if joints is not None:
         err = err[:, list(joints)]
-    return 100.0 * np.mean(err <= threshold)
+    return 100.0 * np.mean(err < threshold)  # the official rule: strictly below
 
 
 def auc_reference(pred, target, joints=None):
@@ -74,20 +74,21 @@ def test_joint_mapping_and_protocol_joints():
 # ---------------------------------------------------------------- PCK / AUC
 def test_pck_auc_hand_computed_and_reference():
     # one frame, errors along x (mm): pelvis, spine and head (not scored by the protocol) 500,
-    # RHip 100, RKnee 150 (on the threshold: correct), RFoot 151, every other joint 0
+    # RHip 100, RKnee 150 (on the threshold: wrong, the official rule is error < t), RFoot 151,
+    # every other joint 0
     target = torch.zeros(1, 17, 3, dtype=torch.float64)
     pred = target.clone()
     for j, e in {0: 500.0, 7: 500.0, 9: 500.0, 1: 100.0, 2: 150.0, 3: 151.0}.items():
         pred[0, j, 0] = e
     joints = list(MPI3DHP_PCK_JOINTS)
-    assert float(pck(pred, target)) == pytest.approx(100 * 13 / 17)
-    assert float(pck(pred, target, joints=joints)) == pytest.approx(100 * 13 / 14)
-    # AUC: a joint with error e passes the thresholds 5k >= e among 0..150 (31 values):
-    # 0 -> 31, 100 -> 11, 150 -> 1, 151 / 500 -> 0
+    assert float(pck(pred, target)) == pytest.approx(100 * 12 / 17)
+    assert float(pck(pred, target, joints=joints)) == pytest.approx(100 * 12 / 14)
+    # AUC: a joint with error e passes the thresholds 5k > e among 0..150 (31 values):
+    # 0 -> 30, 100 -> 10, 150 / 151 / 500 -> 0
     assert float(auc(pred, target, joints=joints)) == pytest.approx(
-        100 * (11 * 31 + 11 + 1) / (14 * 31)
+        100 * (11 * 30 + 10) / (14 * 31)
     )
-    assert float(auc(pred, target)) == pytest.approx(100 * (11 * 31 + 11 + 1) / (17 * 31))
+    assert float(auc(pred, target)) == pytest.approx(100 * (11 * 30 + 10) / (17 * 31))
     p, t = pred.numpy(), target.numpy()
     assert float(pck(pred, target, joints=joints)) == pytest.approx(
         pck_reference(p, t, 150, joints)

@@ -20,8 +20,11 @@ Definitions (as in the VideoPose3D / MPI-INF-3DHP evaluation code):
 * N-MPJPE: MPJPE after scaling each predicted pose by the least-squares scalar
   ``s = <pred, target> / <pred, pred>`` (sums over joints and coordinates, no centring).
 * MPJVE: MPJPE of the first differences (velocities) of a sequence.
-* PCK@t: percentage of joints whose error is ``<= t``.
-* AUC: mean of PCK over a grid of thresholds (default 0, 5, ..., 150, 31 values).
+* PCK@t: percentage of joints whose error is strictly below ``t``, the rule of the MATLAB
+  evaluation code released with MPI-INF-3DHP (``error < t``, ``t`` in ``0:5:150``): an error
+  of exactly ``t`` is wrong, so PCK@0 is 0 even for a perfect prediction.
+* AUC: mean of PCK over a grid of thresholds (default 0, 5, ..., 150, 31 values), with the same
+  strict rule: a perfect prediction scores 30/31 * 100 (it fails the 0 mm threshold).
 
 Note that the alignments minimise the *squared* error, so P-MPJPE and N-MPJPE are not
 guaranteed to be <= MPJPE (a single outlier joint spread over all joints by the alignment can
@@ -244,7 +247,8 @@ def pck_per_sample(
     Args:
         pred: ``(N, J, 3)``.
         target: ``(N, J, 3)``.
-        threshold: a joint is correct when its error is ``<= threshold`` (unit of the poses).
+        threshold: a joint is correct when its error is strictly below ``threshold`` (unit of
+            the poses), as in the official MPI-INF-3DHP script.
         joints: optional subset of joint indices to evaluate (default: all ``J``).
 
     Returns:
@@ -252,7 +256,7 @@ def pck_per_sample(
     """
     _check_poses(pred, target, "pck")
     err = _select_joints(torch.linalg.vector_norm(pred - target, dim=-1), joints, "pck")
-    return (err <= threshold).to(err.dtype).mean(dim=-1) * 100.0
+    return (err < threshold).to(err.dtype).mean(dim=-1) * 100.0
 
 
 def auc_per_sample(
@@ -271,14 +275,15 @@ def auc_per_sample(
         joints: optional subset of joint indices to evaluate (default: all ``J``).
 
     Returns:
-        ``(N,)`` mean over the thresholds of the PCK (0-100).
+        ``(N,)`` mean over the thresholds of the PCK (0-100), each PCK with the strict rule
+        of :func:`pck_per_sample` (``error < t``).
     """
     _check_poses(pred, target, "auc")
     err = _select_joints(torch.linalg.vector_norm(pred - target, dim=-1), joints, "auc")
     thr = _thresholds_tensor(thresholds, err, "auc")  # (K,) sorted
-    # Number of thresholds t_k with err <= t_k is K - (index of the first t_k >= err):
+    # Number of thresholds t_k with err < t_k is K - (index of the first t_k > err):
     # O(N * J) memory instead of O(N * J * K).
-    passed = thr.numel() - torch.searchsorted(thr, err.contiguous(), right=False)  # (N, J')
+    passed = thr.numel() - torch.searchsorted(thr, err.contiguous(), right=True)  # (N, J')
     return passed.to(err.dtype).mean(dim=-1) * (100.0 / thr.numel())
 
 

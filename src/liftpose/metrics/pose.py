@@ -313,7 +313,8 @@ class _PercentMetric(PoseMetric):
 
 
 class PCK(_PercentMetric):
-    """Percentage (0-100) of joints with error ``<= threshold`` (scaled unit, default 150 mm).
+    """Percentage (0-100) of joints with error strictly below ``threshold`` (scaled unit,
+    default 150 mm; the MPI-INF-3DHP rule, :func:`~liftpose.metrics.functional.pck_per_sample`).
 
     Args:
         action_names, scale, name, kwargs: see :class:`PoseMetric`.
@@ -332,7 +333,8 @@ class PCK(_PercentMetric):
 
 
 class AUC(_PercentMetric):
-    """Area under the PCK curve (0-100), thresholds 0, 5, ..., 150 (scaled unit) by default.
+    """Area under the PCK curve (0-100), thresholds 0, 5, ..., 150 (scaled unit) by default;
+    each PCK counts errors strictly below its threshold (a perfect prediction scores 30/31).
 
     Args:
         action_names, scale, name, kwargs: see :class:`PoseMetric`.

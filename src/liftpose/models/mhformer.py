@@ -533,10 +533,16 @@ class MHFormerOfficial(OfficialConverter):
 
     ``official_args`` holds the attributes of the official argparse namespace that the
     constructor reads: ``frames``, ``n_joints``, ``out_joints``, ``layers``, ``channel``,
-    ``d_hid`` (``pad`` is accepted and ignored).
+    ``d_hid`` (``pad`` is accepted and ignored). The official forward returns every frame,
+    ``(B, T, J_out, 3)``, in either mode: that is :meth:`MHFormer.forward_sequence` (``model(x)``
+    in eval mode gives its centre frame).
     """
 
     official_class = "Vegetebird/MHFormer: model/mhformer.py::Model"
+
+    def official_forward(self, model: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+        """The official forward returns every frame: :meth:`MHFormer.forward_sequence`."""
+        return model.forward_sequence(*inputs)
 
     def model_args(self, official_args: Mapping[str, Any]) -> dict[str, Any]:
         args = {k: v for k, v in official_args.items() if k not in _MHFORMER_IGNORED}

@@ -6,8 +6,26 @@ A registered converter knows how to
 * translate the official constructor arguments into ours (:meth:`OfficialConverter.model_args`),
 * build our model from those (:meth:`OfficialConverter.build`),
 * rename/reshape the official ``state_dict`` into ours (:meth:`OfficialConverter.convert`),
-* optionally wrap our model so that its forward takes and returns the official layouts
-  (:meth:`OfficialConverter.adapt`).
+* say which call of our model gives what the official forward returns, in the official layout
+  (:meth:`OfficialConverter.official_forward`).
+
+:func:`from_official` returns the liftpose model itself, so it trains, evaluates and exports like
+any other; its ``forward`` answers in liftpose's layout (a window lifter gives the centre frame in
+eval mode). :func:`official_forward` gives the official layout. Per model:
+
+============  =======================================  ==========================================
+name          official forward returns                 our call (:func:`official_forward`)
+============  =======================================  ==========================================
+poseformer    centre frame ``(B, 1, J, 3)``             ``model(x)``
+mixste        every frame ``(B, T, J, 3)``              ``model(x)``
+mhformer      every frame ``(B, T, J, 3)``              ``model.forward_sequence(x)``
+strided       ``(output, output_vte)``: STE centre      ``model.forward_outputs(x)`` as
+              ``(B, 1, J, 3)``, VTE ``(B, T, J, 3)``    ``(out["single"], out["full"])``
+refine        refined pose ``(B, 1, J, 3)`` from         ``model(pred, xyz)``
+              ``(x, x_1)`` (Strided Transformer's)
+videopose3d   one pose per window ``(B, T-RF+1, J, 3)``  ``model(x)``
+hrnet         heatmaps ``(B, K, H/4, W/4)``             ``model(x)``
+============  =======================================  ==========================================
 
 Other model modules register themselves the same way::
 
@@ -46,6 +64,7 @@ __all__ = [
     "convert_state_dict",
     "from_official",
     "get_official",
+    "official_forward",
     "load_checkpoint",
     "register_official",
     "rename_prefixes",
@@ -80,9 +99,10 @@ class OfficialConverter:
         """Official ``state_dict`` (tensors) -> our ``state_dict``."""
         raise NotImplementedError
 
-    def adapt(self, model: nn.Module, official_args: Mapping[str, Any]) -> nn.Module:
-        """Wrap ``model`` so that forward uses the official input/output layout (default: as is)."""
-        return model
+    def official_forward(self, model: nn.Module, *inputs: torch.Tensor) -> Any:
+        """What the official model's forward returns for ``inputs``, in the official layout,
+        computed by our converted ``model`` (default: ``model(*inputs)``)."""
+        return model(*inputs)
 
 
 _REGISTRY: dict[str, OfficialConverter] = {}
@@ -220,8 +240,15 @@ def from_official(
         constructor_args: keyword arguments of the official constructor.
 
     Returns:
-        A module whose forward takes the official input layout and returns what the official
-        forward returns, in the same layout.
+        The liftpose model (e.g. :class:`~liftpose.models.mhformer.MHFormer`) with the official
+        weights. Its ``forward`` answers in liftpose's layout; ``official_forward(name, model,
+        x)`` returns what the official forward returns, in the official layout (the table in
+        the module docstring says which call that is for each model).
+
+    Raises:
+        KeyError: ``name`` is not registered.
+        TypeError: an official constructor argument our model does not support.
+        OfficialWeightsError: missing, unexpected or mis-shaped weights (named).
     """
     conv = get_official(name)
     model_args = conv.model_args(constructor_args)
@@ -229,7 +256,23 @@ def from_official(
     ours = conv.convert(to_tensor_dict(state_dict), constructor_args)
     _check_against(model, ours, name)
     model.load_state_dict(ours, strict=True)
-    return conv.adapt(model, constructor_args).eval()
+    return model.eval()
+
+
+def official_forward(name: str, model: nn.Module, *inputs: torch.Tensor) -> Any:
+    """The official forward's return value for ``inputs``, from a model of :func:`from_official`.
+
+    Args:
+        name: the registered official model ``model`` was converted from.
+        model: our model (any mode; the official outputs are compared in eval mode).
+        inputs: the official forward's inputs in the official layout (for the lifters one
+            ``(B, T, J, C_in)`` window of normalised 2-D keypoints).
+
+    Returns:
+        A tensor, or a tuple in the official order (the Strided Transformer's ``(output,
+        output_vte)``), each in the official layout.
+    """
+    return get_official(name).official_forward(model, *inputs)
 
 
 # --------------------------------------------------------------------------------------------

@@ -458,12 +458,20 @@ class StridedTransformerOfficial(OfficialConverter):
 
     ``official_args`` holds the attributes of the official argparse namespace that the
     constructor reads: ``frames``, ``n_joints``, ``out_joints``, ``layers``, ``channel``,
-    ``d_hid``, ``stride_num`` (``pad`` is accepted and ignored). The converted model's
-    :meth:`~StridedTransformer.forward_outputs` gives the official ``(output, output_vte)`` as
-    ``"single"`` and ``"full"``.
+    ``d_hid``, ``stride_num`` (``pad`` is accepted and ignored). The official forward returns
+    ``(output, output_vte)`` in either mode: the STE centre frame and the VTE sequence, which
+    are ``"single"`` and ``"full"`` of :meth:`~StridedTransformer.forward_outputs` (``model(x)``
+    in eval mode gives ``"single"`` alone).
     """
 
     official_class = "Vegetebird/StridedTransformer-Pose3D: model/strided_transformer.py::Model"
+
+    def official_forward(
+        self, model: nn.Module, *inputs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The official ``(output, output_vte)``: ``(B, 1, J_out, 3)``, ``(B, T, J_out, 3)``."""
+        out = model.forward_outputs(*inputs)
+        return out["single"], out["full"]
 
     def model_args(self, official_args: Mapping[str, Any]) -> dict[str, Any]:
         args = {k: v for k, v in official_args.items() if k not in _STRIDED_IGNORED}
