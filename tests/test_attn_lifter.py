@@ -16,7 +16,7 @@ from liftpose.models.blocks.conv_attention import (
 )
 from liftpose.modules import LiftingModule
 
-PLACEMENTS = ["before_msa", "after_msa", "after_mlp", "none"]
+PLACEMENTS = ["before_msa", "after_msa", "after_norm2", "in_mlp", "after_mlp", "none"]
 SMALL = dict(num_frames=9, num_joints=17, embed_dim_ratio=8, depth=2, num_heads=2)
 
 
@@ -64,8 +64,7 @@ def test_conv_attention_shapes_and_checks():
         DepthwiseConvAttention(12, 5, norm_groups=5)
 
 
-@pytest.mark.parametrize("sa", PLACEMENTS)
-@pytest.mark.parametrize("ta", PLACEMENTS)
+@pytest.mark.parametrize(("sa", "ta"), list(zip(PLACEMENTS, PLACEMENTS[::-1], strict=True)))
 def test_every_placement_runs_forward_and_backward(sa, ta):
     torch.manual_seed(0)
     model = AttentionLifter(**SMALL, sa_placement=sa, ta_placement=ta)
@@ -80,6 +79,49 @@ def test_every_placement_runs_forward_and_backward(sa, ta):
             assert list(blk.slots) == ([] if where == "none" else [where])
     model.eval()
     assert model(x).shape == (3, 1, 17, 3)
+
+
+def test_default_placement_is_between_norm2_and_the_mlp():
+    """The default (II-B2: "between the LN layer and MLP"): the module transforms the MLP's
+    input LN2(x) and leaves the residual stream alone; in_mlp works at the hidden width."""
+    model = AttentionLifter(**SMALL)
+    assert all(list(b.slots) == ["after_norm2"] for b in model.spatial_blocks)
+    assert all(list(b.slots) == ["after_norm2"] for b in model.temporal_blocks)
+    in_mlp = AttentionLifter(**SMALL, sa_placement="in_mlp", ta_placement="in_mlp")
+    hidden_s, hidden_t = 8 * 2, 17 * 8 * 2  # mlp_ratio 2
+    assert in_mlp.spatial_blocks[0].slots["in_mlp"].conv1.in_channels == hidden_s
+    assert in_mlp.temporal_blocks[0].slots["in_mlp"].conv1.in_channels == hidden_t
+    assert in_mlp.temporal_blocks[0].slots["in_mlp"].norm.num_groups == 17
+
+
+def test_slot_positions_in_the_block():
+    """after_norm2 acts on norm2's output only; in_mlp replaces the MLP activation."""
+    from torch import nn
+
+    from liftpose.models.blocks import Block
+
+    torch.manual_seed(0)
+    plain = Block(16, 4, mlp_ratio=2.0).eval()
+    x = torch.randn(2, 5, 16)
+    # a GELU module in place of the activation is the plain block (its activation is GELU)
+    gelu = Block(16, 4, mlp_ratio=2.0, slots={"in_mlp": nn.GELU()}).eval()
+    gelu.load_state_dict(plain.state_dict())
+    # a shift of norm2's output equals a shifted norm2 bias
+    shift = torch.linspace(-1.0, 1.0, 16)
+
+    class Shift(nn.Module):
+        def forward(self, h: torch.Tensor) -> torch.Tensor:
+            return h + shift
+
+    after_norm2 = Block(16, 4, mlp_ratio=2.0, slots={"after_norm2": Shift()}).eval()
+    after_norm2.load_state_dict(plain.state_dict())
+    biased = Block(16, 4, mlp_ratio=2.0).eval()
+    biased.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        biased.norm2.bias.add_(shift)
+        torch.testing.assert_close(gelu(x), plain(x), rtol=0, atol=0)
+        torch.testing.assert_close(after_norm2(x), biased(x))
+        assert not torch.allclose(after_norm2(x), plain(x))
 
 
 def test_placement_none_equals_poseformer_with_the_same_weights():

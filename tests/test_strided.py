@@ -179,3 +179,23 @@ def test_strided_attention_option_keeps_the_weights() -> None:
         assert not torch.allclose(dense(x), sparse(x))
     with pytest.raises(ValueError, match="attention_in"):
         StridedTransformer(num_frames=27, attention_in="all")
+
+
+def test_strided_block_slots_on_the_mlp_branch() -> None:
+    """An STE layer takes the after_norm2 and in_mlp slots too; a ReLU in place of the
+    activation is the plain layer (its activation is ReLU)."""
+    from torch import nn
+
+    from liftpose.models.strided import StridedBlock
+
+    torch.manual_seed(0)
+    plain = StridedBlock(16, 4, hidden_features=32, stride=3).eval()
+    relu = StridedBlock(16, 4, hidden_features=32, stride=3, slots={"in_mlp": nn.ReLU()}).eval()
+    zero = StridedBlock(16, 4, hidden_features=32, stride=3, slots={"after_norm2": nn.Identity()})
+    relu.load_state_dict(plain.state_dict())
+    zero.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 9, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(relu(x), plain(x), rtol=0, atol=0)
+        torch.testing.assert_close(zero.eval()(x), plain(x), rtol=0, atol=0)
+        assert relu(x).shape == (2, 3, 16)

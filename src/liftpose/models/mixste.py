@@ -148,7 +148,9 @@ class MixSTE(WindowLifter):
                     attn_drop=attn_drop_rate,
                     drop_path=dpr[i],
                     norm_layer=norm_layer,
-                    slots=build_block_slots(slots, index=i, dim=embed_dim),
+                    slots=build_block_slots(
+                        slots, index=i, dim=embed_dim, hidden=int(embed_dim * mlp_ratio)
+                    ),
                     attention=pattern,
                 )
                 for i in range(depth)

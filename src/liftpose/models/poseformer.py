@@ -99,7 +99,7 @@ class PoseFormer(WindowLifter):
                     attn_drop=attn_drop_rate,
                     drop_path=dpr[i],
                     norm_layer=norm_layer,
-                    slots=build_block_slots(slots, index=i, dim=dim),
+                    slots=build_block_slots(slots, index=i, dim=dim, hidden=int(dim * mlp_ratio)),
                     attention=pattern,
                 )
                 for i in range(depth)

@@ -227,10 +227,12 @@ class StridedConvMlp(nn.Module):
         )
         self.drop = nn.Dropout(drop)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x: (B, N, C) -> (B, ceil(N / s), C)``."""
-        x = self.drop(self.act(self.fc1(x.transpose(1, 2))))  # (B, d_hid, N)
-        x = self.drop(self.fc2(x))  # (B, C, ceil(N / s))
+    def forward(self, x: torch.Tensor, act: nn.Module | None = None) -> torch.Tensor:
+        """``x: (B, N, C) -> (B, ceil(N / s), C)``; ``act`` (on ``(B, N, d_hid)``) replaces the
+        activation for this call (a block's ``in_mlp`` slot)."""
+        x = self.fc1(x.transpose(1, 2))  # (B, d_hid, N)
+        x = self.act(x) if act is None else act(x.transpose(1, 2)).transpose(1, 2)
+        x = self.drop(self.fc2(self.drop(x)))  # (B, C, ceil(N / s))
         return x.transpose(1, 2)
 
 
@@ -283,7 +285,11 @@ class StridedBlock(Block):
         x = x + self.drop_path(self.attn(self.norm1(x), attn_mask=attn_mask))
         if "after_msa" in slots:
             x = slots["after_msa"](x)
-        x = x[:, :: self.stride] + self.drop_path(self.mlp(self.norm2(x)))
+        h = self.norm2(x)
+        if "after_norm2" in slots:
+            h = slots["after_norm2"](h)
+        h = self.mlp(h, act=slots["in_mlp"]) if "in_mlp" in slots else self.mlp(h)
+        x = x[:, :: self.stride] + self.drop_path(h)
         if "after_mlp" in slots:
             x = slots["after_mlp"](x)
         return x

@@ -24,6 +24,7 @@ from liftpose.models.blocks.transformer import (
     SlotSpec,
     build_block_slots,
     make_slots,
+    slot_width,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "build_block_slots",
     "drop_path",
     "make_slots",
+    "slot_width",
     "GCN_BLOCKS",
     "PARTITION_NAMES",
     "ConvNeXtGCNBlock",

@@ -37,9 +37,11 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_features, out_features)
         self.drop = nn.Dropout(drop)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, act: nn.Module | None = None) -> torch.Tensor:
+        """``x: (*, C_in) -> (*, C_out)``; ``act`` replaces the activation for this call (a
+        module on ``(*, hidden)``, e.g. a Transformer block's ``in_mlp`` slot)."""
         x = self.fc1(x)
-        x = self.act(x)
+        x = self.act(x) if act is None else act(x)
         x = self.drop(x)
         x = self.fc2(x)
         x = self.drop(x)

@@ -1,15 +1,19 @@
-"""Pre-norm transformer block with optional modules ("slots") on the residual stream.
+"""Pre-norm transformer block with optional modules ("slots") in five positions.
 
-A slot is any ``nn.Module`` mapping ``(B, N, C) -> (B, N, C)``. Three positions exist::
+A slot is any ``nn.Module`` mapping ``(B, N, C') -> (B, N, C')``. The positions::
 
-    x = before_msa(x)
+    x = before_msa(x)                                   # residual stream, C' = C
     x = x + drop_path(attn(norm1(x)))
-    x = after_msa(x)
-    x = x + drop_path(mlp(norm2(x)))
-    x = after_mlp(x)
+    x = after_msa(x)                                    # residual stream, C' = C
+    h = after_norm2(norm2(x))                           # MLP branch input, C' = C
+    x = x + drop_path(fc2(drop(in_mlp(fc1(h)))))        # replaces the MLP activation,
+                                                        #   C' = the MLP hidden width
+    x = after_mlp(x)                                    # residual stream, C' = C
 
+(without ``in_mlp`` the MLP is ``fc2(drop(act(fc1(h))))``, with dropout after ``fc2`` in both).
 Empty slots cost nothing and leave the block numerically identical to the plain block, so
-official weights load unchanged. Slot modules are registered under ``<block>.slots.<name>``.
+official weights load unchanged. Slot modules are registered under ``<block>.slots.<name>``;
+:func:`slot_width` gives the channels a slot sees.
 """
 
 from __future__ import annotations
@@ -31,16 +35,18 @@ __all__ = [
     "build_block_slots",
     "default_norm_layer",
     "make_slots",
+    "slot_width",
 ]
 
-SLOT_NAMES: tuple[str, ...] = ("before_msa", "after_msa", "after_mlp")
+SLOT_NAMES: tuple[str, ...] = ("before_msa", "after_msa", "after_norm2", "in_mlp", "after_mlp")
 
 #: Default block normalisation: LayerNorm with eps=1e-6 (as in ViT and the lifting baselines).
 default_norm_layer: Callable[[int], nn.Module] = partial(nn.LayerNorm, eps=1e-6)
 
 #: How a model receives slot modules for a stack of blocks. Either
-#: ``{slot_name: factory}`` where ``factory(dim)`` is called once per block (``None`` = empty), or a
-#: callable ``(block_index, dim) -> {slot_name: module | None}`` for per-block choices.
+#: ``{slot_name: factory}`` where ``factory(width)`` is called once per block with the channels
+#: of that slot (:func:`slot_width`; ``None`` = empty), or a callable
+#: ``(block_index, dim) -> {slot_name: module | None}`` for per-block choices.
 SlotSpec = (
     Mapping[str, Callable[[int], nn.Module] | None]
     | Callable[[int, int], Mapping[str, nn.Module | None]]
@@ -51,6 +57,13 @@ def _check_slot_names(names: Iterable[str]) -> None:
     unknown = [n for n in names if n not in SLOT_NAMES]
     if unknown:
         raise ValueError(f"unknown slot name(s) {unknown}; valid slot names are {list(SLOT_NAMES)}")
+
+
+def slot_width(name: str, dim: int, hidden: int) -> int:
+    """Channels the module in slot ``name`` sees: ``hidden`` (the MLP hidden width) for
+    ``in_mlp``, ``dim`` for every other slot."""
+    _check_slot_names([name])
+    return hidden if name == "in_mlp" else dim
 
 
 def make_slots(placement: str | None, factory: Callable[[], nn.Module]) -> dict[str, nn.Module]:
@@ -69,13 +82,19 @@ def make_slots(placement: str | None, factory: Callable[[], nn.Module]) -> dict[
     return {placement: factory()}
 
 
-def build_block_slots(spec: SlotSpec | None, *, index: int, dim: int) -> dict[str, nn.Module]:
-    """Resolve a :data:`SlotSpec` into the slot dict of block ``index`` with ``dim`` channels."""
+def build_block_slots(
+    spec: SlotSpec | None, *, index: int, dim: int, hidden: int | None = None
+) -> dict[str, nn.Module]:
+    """Resolve a :data:`SlotSpec` into the slot dict of block ``index`` with ``dim`` channels
+    and an MLP of ``hidden`` channels (default ``dim``)."""
     if spec is None:
         return {}
     if isinstance(spec, Mapping):
         _check_slot_names(spec)
-        return {name: fac(dim) for name, fac in spec.items() if fac is not None}
+        width = hidden or dim
+        return {
+            name: fac(slot_width(name, dim, width)) for name, fac in spec.items() if fac is not None
+        }
     if callable(spec):
         slots = spec(index, dim)
         return {name: m for name, m in slots.items() if m is not None}
@@ -96,7 +115,8 @@ class Block(nn.Module):
         drop_path: stochastic depth rate on both residual branches.
         act_layer: MLP activation class.
         norm_layer: normalisation class/factory called with ``dim``.
-        slots: ``{slot_name: module | None}`` with names from :data:`SLOT_NAMES`.
+        slots: ``{slot_name: module | None}`` with names from :data:`SLOT_NAMES`; the module
+            of ``in_mlp`` works on ``int(dim * mlp_ratio)`` channels, the others on ``dim``.
         attention: attention pattern, ``dense`` or ``strided`` (:class:`Attention`).
 
     Shapes: ``(B, N, C) -> (B, N, C)``.
@@ -147,7 +167,11 @@ class Block(nn.Module):
         x = x + self.drop_path(self.attn(self.norm1(x), attn_mask=attn_mask))
         if "after_msa" in slots:
             x = slots["after_msa"](x)
-        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        h = self.norm2(x)
+        if "after_norm2" in slots:
+            h = slots["after_norm2"](h)
+        h = self.mlp(h, act=slots["in_mlp"]) if "in_mlp" in slots else self.mlp(h)
+        x = x + self.drop_path(h)
         if "after_mlp" in slots:
             x = slots["after_mlp"](x)
         return x
