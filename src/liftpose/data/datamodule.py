@@ -29,6 +29,7 @@ from liftpose.data.h36m import (
     file_fingerprint,
     load_sequences,
     mix_keypoints,
+    subset_sequence,
 )
 from liftpose.data.mpi3dhp import (
     MPI3DHP_PCK_JOINTS,
@@ -42,7 +43,7 @@ from liftpose.data.windows import flip_pose, window_indices, window_offsets
 from liftpose.errors import ConfigError, DataError
 from liftpose.utils.io import atomic_path
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: root positions and cameras in the cache
 FORMATS = ("h36m", "mpi3dhp")
 #: ``data.detector`` switched off (the data configs' value): the fields of
 #: :class:`liftpose.data.detect.DetectorSettings` with no checkpoint. Being the argument's
@@ -59,7 +60,9 @@ class SplitArrays:
     """All sequences of a split, concatenated: rows of ``pose_2d``/``pose_3d`` are frames.
 
     ``valid`` (optional, ``(N,)`` bool) marks the frames that may be window centres and are
-    scored (e.g. the valid frames of MPI-INF-3DHP); None means every frame.
+    scored (e.g. the valid frames of MPI-INF-3DHP); None means every frame. ``root_3d`` and
+    ``camera`` (optional, where every sequence has a calibrated camera) are the camera-frame
+    root position of each frame and the normalised intrinsics of each sequence.
     """
 
     pose_2d: np.ndarray  # (N, J, 2) float32, normalised
@@ -70,6 +73,8 @@ class SplitArrays:
     action_names: list[str]
     seq_names: list[str]  # "subject/action/camera"
     valid: np.ndarray | None = None  # (N,) bool; None: all frames valid
+    root_3d: np.ndarray | None = None  # (N, 3) float32, camera metres of the root joint
+    camera: np.ndarray | None = None  # (S, 4) float32, f_x, f_y, c_x, c_y (normalised)
 
     @classmethod
     def from_sequences(cls, seqs: list[Sequence], layout: str, downsample: int = 1) -> SplitArrays:
@@ -87,6 +92,10 @@ class SplitArrays:
                     for s, n in zip(seqs, lens)
                 ]
             )
+        root_3d = camera = None
+        if all(s.root is not None and s.intrinsics is not None for s in seqs):
+            root_3d = np.concatenate([s.root[::downsample] for s in seqs]).astype(np.float32)
+            camera = np.stack([s.intrinsics for s in seqs]).astype(np.float32)
         return cls(
             pose_2d=np.ascontiguousarray(np.concatenate(p2), dtype=np.float32),
             pose_3d=np.ascontiguousarray(np.concatenate(p3), dtype=np.float32),
@@ -96,6 +105,8 @@ class SplitArrays:
             action_names=names,
             seq_names=[f"{s.subject}/{s.action}/{s.camera}" for s in seqs],
             valid=valid,
+            root_3d=root_3d,
+            camera=camera,
         )
 
     def save(self, group: h5py.Group) -> None:
@@ -103,6 +114,9 @@ class SplitArrays:
             group.create_dataset(k, data=getattr(self, k))
         if self.valid is not None:
             group.create_dataset("valid", data=np.asarray(self.valid, dtype=bool))
+        for k in ("root_3d", "camera"):
+            if getattr(self, k) is not None:
+                group.create_dataset(k, data=getattr(self, k))
         group.attrs["action_names"] = json.dumps(self.action_names)
         group.attrs["seq_names"] = json.dumps(self.seq_names)
 
@@ -116,6 +130,8 @@ class SplitArrays:
             action_names=json.loads(group.attrs["action_names"]),
             seq_names=json.loads(group.attrs["seq_names"]),
             valid=group["valid"][()].astype(bool) if "valid" in group else None,
+            root_3d=group["root_3d"][()] if "root_3d" in group else None,
+            camera=group["camera"][()] if "camera" in group else None,
         )
 
 
@@ -139,6 +155,9 @@ class WindowDataset(Dataset):
         stride: keep every ``stride``-th frame of each sequence as a window centre.
         flip_augment: mirror each sample with probability 1/2 (training).
         flip_permutation: left/right joint permutation of the layout.
+        camera_context: add each sample's camera and root position to the batch (needs
+            ``arrays.root_3d`` and ``arrays.camera``); a mirrored sample has its intrinsics
+            mirrored too (``c_x`` negated) and its root's ``x`` negated.
     """
 
     def __init__(
@@ -149,9 +168,12 @@ class WindowDataset(Dataset):
         stride: int = 1,
         flip_augment: bool = False,
         flip_permutation: np.ndarray | None = None,
+        camera_context: bool = False,
     ) -> None:
         if target not in ("centre", "sequence"):
             raise ValueError(f"target must be 'centre' or 'sequence', got {target!r}")
+        if camera_context and (arrays.root_3d is None or arrays.camera is None):
+            raise ValueError("camera_context needs the root positions and cameras of the split")
         self.arrays = arrays
         self.offsets = window_offsets(receptive_field)
         self.target = target
@@ -168,6 +190,15 @@ class WindowDataset(Dataset):
             pose_2d = torch.cat([pose_2d, flip_pose(pose_2d.view(n, j, 2), perm).view(n, -1)])
             pose_3d = torch.cat([pose_3d, flip_pose(pose_3d.view(n, j, 3), perm).view(n, -1)])
         self.pose_2d, self.pose_3d = pose_2d.contiguous(), pose_3d.contiguous()
+        self.root_3d = self.camera = None
+        if camera_context:
+            root = torch.from_numpy(arrays.root_3d)  # (N, 3)
+            cam = torch.from_numpy(arrays.camera)  # (S, 4)
+            if flip_augment:  # mirrored rows / cameras after the originals, as above
+                mirror = torch.tensor([-1.0, 1.0, 1.0])
+                root = torch.cat([root, root * mirror])
+                cam = torch.cat([cam, cam * torch.tensor([1.0, 1.0, -1.0, 1.0])])
+            self.root_3d, self.camera = root.contiguous(), cam.contiguous()
         valid = None if arrays.valid is None else np.asarray(arrays.valid, dtype=bool)
         self.valid = None if valid is None else torch.from_numpy(valid)  # None: every frame
         seq_ids, centres = [], []
@@ -190,7 +221,9 @@ class WindowDataset(Dataset):
         """A whole batch: ``pose_2d (B, T, J, 2)``, ``pose_3d (B, 1 | T, J, 3)``, and per sample
         ``action``, ``seq``, centre ``frame`` ``(B,)``, window ``frames`` ``(B, 1 | T)`` and
         ``valid`` ``(B, 1 | T)`` bool (whether each target frame may be scored; only for a
-        split with invalid frames)."""
+        split with invalid frames); with ``camera_context``, ``root_3d`` ``(B, 1 | T, 3)``
+        (camera-frame root position of the target frames, metres) and ``camera`` ``(B, 4)``
+        (``f_x, f_y, c_x, c_y`` in normalised screen coordinates)."""
         idx = torch.as_tensor(indices, dtype=torch.long)
         b, j = len(idx), self.num_joints
         seq = self.sample_seq[idx]
@@ -201,9 +234,12 @@ class WindowDataset(Dataset):
         valid = None
         if self.valid is not None:
             valid = self.valid[rows] if self.target == "sequence" else self.valid[centre_rows, None]
+        cam_index = seq
         if self.flip_augment:
-            shift = (torch.rand(b) < 0.5).long() * self.num_rows
+            flipped = (torch.rand(b) < 0.5).long()
+            shift = flipped * self.num_rows
             rows, centre_rows = rows + shift[:, None], centre_rows + shift
+            cam_index = seq + flipped * len(self.seq_start)
         t = rows.shape[1]
         x = self.pose_2d.index_select(0, rows.view(-1)).view(b, t, j, 2)
         if self.target == "centre":
@@ -222,6 +258,10 @@ class WindowDataset(Dataset):
         }
         if valid is not None:
             batch["valid"] = valid
+        if self.root_3d is not None:
+            target_rows = centre_rows[:, None] if self.target == "centre" else rows
+            batch["root_3d"] = self.root_3d.index_select(0, target_rows.reshape(-1)).view(b, -1, 3)
+            batch["camera"] = self.camera.index_select(0, cam_index)
         return batch
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -271,6 +311,14 @@ class LiftingDataModule(L.LightningDataModule):
             test subjects unless ``data_2d_<name>_<keypoints>.npz`` was written by it already
             (:func:`liftpose.data.detect.ensure_detected`). ``None`` or no ``ckpt``: read the file
             as it is.
+        camera_context: add each window's camera intrinsics and the camera-frame root position
+            of its target frames to the batches (``camera``, ``root_3d``), for methods that
+            use the camera (the pose refinement of :mod:`liftpose.models.refine`, TMT's global
+            velocity). Needs calibrated cameras (``format: h36m``).
+        train_subset: train on this fraction of every training sequence, a contiguous part
+            (:func:`liftpose.data.h36m.subset_sequence`; the Strided Transformer's
+            ``--subset``, strided-transformer.txt section 5.1: "one-third of the dataset").
+            The test split is whole.
     """
 
     def __init__(
@@ -301,6 +349,8 @@ class LiftingDataModule(L.LightningDataModule):
         format: str = "h36m",
         test_set: dict | None = None,
         detector: Mapping[str, Any] | None = DETECTOR_OFF,
+        camera_context: bool = False,
+        train_subset: float = 1.0,
     ) -> None:
         super().__init__()
         detector = None if detector is None else dict(detector)  # picklable in checkpoints
@@ -328,6 +378,8 @@ class LiftingDataModule(L.LightningDataModule):
             raise ConfigError(f"data.target must be 'centre' or 'sequence', got {target!r}")
         if not 0.0 <= keypoints_mix <= 1.0:
             raise ConfigError(f"data.keypoints_mix must be in [0, 1], got {keypoints_mix}")
+        if not 0.0 < train_subset <= 1.0:
+            raise ConfigError(f"data.train_subset must be in (0, 1], got {train_subset}")
 
     # ------------------------------------------------------------------ preparation
     def _input_files(self) -> list[Path]:
@@ -363,10 +415,12 @@ class LiftingDataModule(L.LightningDataModule):
     def _train_sequences(self) -> list[Sequence]:
         hp = self.hparams
         if hp.format == "mpi3dhp":
-            return load_3dhp_train(
+            seqs = load_3dhp_train(
                 self.root / TRAIN_FILE, self.train_subjects, hp.cameras, hp.actions
             )
-        return self._sequences(self.train_subjects)
+        else:
+            seqs = self._sequences(self.train_subjects)
+        return [subset_sequence(s, hp.train_subset, hp.downsample) for s in seqs]
 
     def _test_sequences(self) -> list[Sequence]:
         if self.test_set is not None:
@@ -433,6 +487,7 @@ class LiftingDataModule(L.LightningDataModule):
             "files": file_fingerprint(self._input_files()),
             **({"mix": [hp.keypoints_mix, hp.keypoints_mix_with]} if hp.keypoints_mix else {}),
             **({"format": hp.format} if hp.format != "h36m" else {}),
+            **({"train_subset": hp.train_subset} if hp.train_subset < 1.0 else {}),
         }
         return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -514,6 +569,12 @@ class LiftingDataModule(L.LightningDataModule):
 
     def dataset(self, split: str, train: bool = False, stride: int = 1) -> WindowDataset:
         self.setup()
+        arrays = self.splits[split]
+        if self.hparams.camera_context and (arrays.root_3d is None or arrays.camera is None):
+            raise ConfigError(
+                f"data.camera_context=true needs calibrated cameras, which the {split} split "
+                f"of data.format={self.hparams.format} does not have"
+            )
         return WindowDataset(
             self.splits[split],
             self.hparams.receptive_field,
@@ -521,6 +582,7 @@ class LiftingDataModule(L.LightningDataModule):
             stride,
             flip_augment=train and self.hparams.flip_augment,
             flip_permutation=self.skeleton.flip_permutation,
+            camera_context=self.hparams.camera_context,
         )
 
     def _loader(self, ds: WindowDataset, batch_size: int, shuffle: bool) -> DataLoader:

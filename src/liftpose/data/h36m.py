@@ -17,6 +17,7 @@ Each (subject, action, camera) becomes one :class:`Sequence` with camera-space, 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,11 @@ class Sequence:
     pose_3d: np.ndarray  # (T, J, 3) camera frame, metres, root joint at zero
     group: str | None = None
     valid: np.ndarray | None = None  # (T,) bool
+    #: (T, 3) camera-frame position of the root joint, metres (None: unknown)
+    root: np.ndarray | None = None
+    #: (4,) pinhole intrinsics f_x, f_y, c_x, c_y in the normalised screen coordinates of
+    #: ``pose_2d`` (f / w * 2, c normalised like the keypoints); None: unknown
+    intrinsics: np.ndarray | None = None
 
     @property
     def action_group(self) -> str:
@@ -201,13 +207,16 @@ def load_sequences(
                     )
                 kp = kp[: world.shape[0]]
                 _check_finite(kp, p2, field2)
+                pose_cam = cam.world_to_camera(world)
                 out.append(
                     Sequence(
                         subject,
                         action,
                         cam.id,
                         _normalise_2d(kp, cam),
-                        _to_camera_root_relative(world, cam),
+                        (pose_cam - pose_cam[:, :1]).astype(np.float32),
+                        root=pose_cam[:, 0].astype(np.float32),
+                        intrinsics=normalised_intrinsics(cam),
                     )
                 )
     if actions is not None and set(actions) - groups_seen:
@@ -230,10 +239,40 @@ def _normalise_2d(kp: np.ndarray, cam: Camera) -> np.ndarray:
     )
 
 
-def _to_camera_root_relative(world: np.ndarray, cam: Camera) -> np.ndarray:
-    x = cam.world_to_camera(world)
-    x = x - x[:, :1]
-    return x.astype(np.float32)
+def normalised_intrinsics(cam: Camera) -> np.ndarray:
+    """``(4,)`` float32 ``[f_x, f_y, c_x, c_y]`` of ``cam`` in normalised screen coordinates
+    (the image width maps to [-1, 1], as the 2-D keypoints): ``f / w * 2`` and the centre
+    normalised like a keypoint, as the Strided Transformer's code prepares them."""
+    c = normalize_screen_coordinates(np.asarray(cam.center, np.float64), cam.res_w, cam.res_h)
+    f = np.asarray(cam.focal_length, np.float64) / cam.res_w * 2.0
+    return np.concatenate([f, c]).astype(np.float32)
+
+
+def subset_sequence(seq: Sequence, fraction: float, downsample: int = 1) -> Sequence:
+    """A contiguous part of ``seq``: ``round(T // downsample * fraction) * downsample`` frames
+    starting at a position fixed by ``T`` alone, so that every camera view of a take keeps the
+    same frames (the official Strided Transformer's ``--subset``, which the paper used to train
+    on a third of Human3.6M). ``fraction >= 1`` keeps ``seq``.
+    """
+    if fraction >= 1.0:
+        return seq
+    n = len(seq.pose_2d)
+    keep = max(1, int(round(n // downsample * fraction)) * downsample)
+    keep = min(keep, n)
+    digest = hashlib.sha256(str(n).encode()).digest()
+    start = int.from_bytes(digest[:4], "little") % (n - keep + 1)
+    part = slice(start, start + keep)
+
+    def cut(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a[part]
+
+    return dataclasses.replace(
+        seq,
+        pose_2d=seq.pose_2d[part],
+        pose_3d=seq.pose_3d[part],
+        valid=cut(seq.valid),
+        root=cut(seq.root),
+    )
 
 
 def write_dataset(
@@ -294,5 +333,5 @@ def mix_keypoints(base: list[Sequence], other: list[Sequence], m: float) -> list
                 f"{key_b} {b.pose_2d.shape} of the other 2-D source",
             )
         mixed = ((1.0 - m) * a.pose_2d + m * b.pose_2d).astype(a.pose_2d.dtype)
-        out.append(Sequence(a.subject, a.action, a.camera, mixed, a.pose_3d))
+        out.append(dataclasses.replace(a, pose_2d=mixed))
     return out

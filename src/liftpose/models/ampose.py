@@ -45,6 +45,7 @@ from liftpose.data.skeleton import get_layout
 from liftpose.models.base import WindowLifter
 from liftpose.models.blocks import GCN_BLOCKS, Block, build_gcn_block
 from liftpose.models.blocks.transformer import default_norm_layer
+from liftpose.models.refine import PoseRefinement
 
 __all__ = ["AMPOSE_HEADS", "AMPOSE_POS_EMBEDS", "AMPose"]
 
@@ -82,6 +83,11 @@ class AMPose(WindowLifter):
         partition_normalisation: ``joint`` or ``group`` (see the module docstring).
         pos_embed: ``shared``, ``every`` or ``first`` (see the module docstring).
         head: ``joint`` or ``flat`` regression head.
+        refine: add a pose-refinement module as ``self.refine`` for Table 1's "Ours
+            (refinement)" row (48.5 mm): the paper cites the module of Cai et al. [4] and does
+            not describe it; liftpose uses that module as released with the Strided Transformer
+            (:class:`~liftpose.models.refine.PoseRefinement`), trained by ``module=refine``.
+            ``forward`` does not use it.
 
     Shapes: ``forward(x: (B, 1, J, C_in)) -> (B, 1, J, 3)``.
     """
@@ -112,6 +118,7 @@ class AMPose(WindowLifter):
         partition_normalisation: str = "joint",
         pos_embed: str = "shared",
         head: str = "joint",
+        refine: bool = False,
     ) -> None:
         super().__init__()
         if num_frames != 1:
@@ -185,6 +192,9 @@ class AMPose(WindowLifter):
             self.head_norm = norm_layer(num_joints * embed_dim)
             self.head = nn.Linear(num_joints * embed_dim, num_joints * 3)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        # the "(refinement)" row of Table 1: the module of [4] (Cai et al.) as released with
+        # the Strided Transformer, used by the refinement stage (module=refine)
+        self.refine = PoseRefinement(num_joints) if refine else None
 
     def add_pos_embed(self, x: torch.Tensor, index: int) -> torch.Tensor:
         """Eq. 5 before encoder ``index`` (per ``pos_embed``): ``(B, J, c) -> (B, J, c)``."""

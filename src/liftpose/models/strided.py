@@ -85,6 +85,7 @@ from liftpose.models.official import (
     register_official,
     rename_prefixes,
 )
+from liftpose.models.refine import PoseRefinement
 
 __all__ = [
     "DEFAULT_STRIDES",
@@ -330,6 +331,10 @@ class StridedTransformer(WindowLifter):
             method of strided-transformer.txt section 4.2.1).
         attention_in: where ``attention`` applies: ``ste`` (the paper: "the attention layer"
             of the STE layers), ``vte``, or ``both``; the other encoder stays dense.
+        refine: add the official pose-refinement module as ``self.refine``
+            (:class:`~liftpose.models.refine.PoseRefinement`), used by the refinement stage
+            (``module=refine``, :class:`~liftpose.modules.refine.RefineModule`) that gives the
+            official 351-frame result; ``forward`` does not use it.
 
     Shapes: ``forward(x: (B, T, J, C_in))`` returns ``{"full": (B, T, J_out, 3), "single":
     (B, 1, J_out, 3)}`` in training mode and ``(B, 1, J_out, 3)`` (the STE output) in eval
@@ -355,6 +360,7 @@ class StridedTransformer(WindowLifter):
         embed_drop: float = 0.25,
         attention: str = "dense",
         attention_in: str = "ste",
+        refine: bool = False,
     ) -> None:
         super().__init__()
         if attention_in not in ("ste", "vte", "both"):
@@ -410,6 +416,7 @@ class StridedTransformer(WindowLifter):
 
         self.head_full = RegressionHead(channel, out_joints)
         self.head_single = RegressionHead(channel, out_joints)
+        self.refine = PoseRefinement(out_joints) if refine else None
 
     def forward_vte(self, x: torch.Tensor) -> torch.Tensor:
         """Embedding and VTE: ``(B, T, J, C_in) -> (B, T, C)``."""

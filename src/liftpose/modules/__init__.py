@@ -1,6 +1,7 @@
 """LightningModules: one per training scheme."""
 
 from liftpose.modules.lifting import LiftingModule
+from liftpose.modules.refine import RefineModule
 from liftpose.modules.tmt import TMTModule
 
-__all__ = ["LiftingModule", "TMTModule"]
+__all__ = ["LiftingModule", "RefineModule", "TMTModule"]

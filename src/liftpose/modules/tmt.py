@@ -16,13 +16,22 @@ could not have in use. Variants (config):
     ``v3``: 3-D velocity, eq. 1 (5 channels in all); ``v2``: 2-D velocity, eq. 3 (4);
     ``a3``: 3-D acceleration, eq. 4 (5); ``va3``: velocity and acceleration (8).
 
+``velocity``
+    the frame of the 3-D motion. ``root_relative`` (default): the targets' frame, camera axes
+    with the root joint at the origin of every frame, so the root's own velocity is 0 and the
+    other joints move relative to it (the paper's ``P_3``, "the ground truth 3D positions",
+    are the lifter's targets, which are root-relative). ``global``: camera-frame positions,
+    the root's trajectory included (``P_3 + root``; needs ``data.camera_context=true``).
+
 Velocities are first differences over the frames of the window (``dT = 1``) with the first
-frame's set to 0 (eq. 1); the acceleration is the first difference of that velocity, again 0
-at the first frame. 3-D motion needs the whole window's ground truth, so the data must give
-sequence targets (``data.target=sequence``; a centre-frame model is then supervised on the
-centre frame). The paper's ``V2`` differentiates the ground-truth 2-D; with exact 2-D input
-(its GT rows) that is the input itself, and with detected input liftpose differentiates the
-detected 2-D the model receives (the exact 2-D is not in the batch).
+frame's set to 0 (eq. 1), in metres per frame of the data (Human3.6M at 50 Hz: 1 m/s is 0.02
+per frame; ``data.downsample`` makes a frame longer); the acceleration is the first difference
+of that velocity, metres per frame squared, again 0 at the first frame. 3-D motion needs the
+whole window's ground truth, so the data must give sequence targets (``data.target=sequence``;
+a centre-frame model is then supervised on the centre frame). The paper's ``V2`` differentiates
+the ground-truth 2-D; with exact 2-D input (its GT rows) that is the input itself, and with
+detected input liftpose differentiates the detected 2-D the model receives (the exact 2-D is
+not in the batch).
 """
 
 from __future__ import annotations
@@ -34,7 +43,14 @@ import torch
 from liftpose.errors import ConfigError
 from liftpose.modules.lifting import LiftingModule
 
-__all__ = ["MOTION_CHANNELS", "STEPS", "TMTModule", "first_difference", "tmt_in_channels"]
+__all__ = [
+    "MOTION_CHANNELS",
+    "STEPS",
+    "VELOCITY_FRAMES",
+    "TMTModule",
+    "first_difference",
+    "tmt_in_channels",
+]
 
 #: extra input channels of each motion variant
 MOTION_CHANNELS: dict[str, int] = {"v3": 3, "v2": 2, "a3": 3, "va3": 6}
@@ -45,6 +61,8 @@ STEPS: dict[str, tuple[str, ...]] = {
     "tmt2": ("motion",),
     "none": ("plain",),
 }
+#: the frame of the 3-D motion channels (see the module docstring)
+VELOCITY_FRAMES = ("root_relative", "global")
 
 
 def tmt_in_channels(motion: str, steps: str) -> int:
@@ -67,14 +85,24 @@ class TMTModule(LiftingModule):
     Args (beyond :class:`~liftpose.modules.lifting.LiftingModule`'s):
         steps: ``tmt``, ``tmt1``, ``tmt2`` or ``none``.
         motion: ``v3``, ``v2``, ``a3`` or ``va3``.
+        velocity: ``root_relative`` or ``global`` (the frame of the 3-D motion).
 
     Optimisation is manual (two optimiser steps per batch for ``tmt``); the learning-rate
     schedule advances once per epoch (``scheduler_interval=epoch``) or once per batch
     (``step``), not once per optimiser step.
     """
 
-    def __init__(self, *args: Any, steps: str = "tmt", motion: str = "v3", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        steps: str = "tmt",
+        motion: str = "v3",
+        velocity: str = "root_relative",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        if velocity not in VELOCITY_FRAMES:
+            raise ConfigError(f"module.velocity={velocity!r}: one of {list(VELOCITY_FRAMES)}")
         self.input_channels = tmt_in_channels(motion, steps)
         self.automatic_optimization = False
 
@@ -88,9 +116,12 @@ class TMTModule(LiftingModule):
         return "motion" in self.steps and self.hparams.motion != "v2"
 
     # ------------------------------------------------------------------ inputs
-    def motion_channels(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``M`` of step 2 from the 2-D input ``x: (B, T, J, 2)`` and the 3-D ground truth
-        ``y: (B, T, J, 3)`` of the whole window: ``(B, T, J, k)``."""
+    def motion_channels(
+        self, x: torch.Tensor, y: torch.Tensor, root: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``M`` of step 2 from the 2-D input ``x: (B, T, J, 2)``, the root-relative 3-D ground
+        truth ``y: (B, T, J, 3)`` of the whole window and, for ``velocity=global``, the
+        camera-frame root positions ``root: (B, T, 3)``: ``(B, T, J, k)``, metres per frame."""
         kind = self.hparams.motion
         if kind == "v2":
             return first_difference(x)
@@ -99,6 +130,12 @@ class TMTModule(LiftingModule):
                 "TMT's 3-D motion needs the ground truth of every frame of the window: set "
                 "data.target=sequence"
             )
+        if self.hparams.velocity == "global":
+            if root is None:
+                raise ConfigError(
+                    "module.velocity=global needs the root trajectory: set data.camera_context=true"
+                )
+            y = y + root[:, :, None, :]
         v3 = first_difference(y)
         if kind == "v3":
             return v3
@@ -106,17 +143,22 @@ class TMTModule(LiftingModule):
         return a3 if kind == "a3" else torch.cat([v3, a3], dim=-1)
 
     def model_input(
-        self, x: torch.Tensor, step: str, y: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        step: str,
+        y: torch.Tensor | None = None,
+        root: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The lifter's input for ``step`` (``plain``, ``zeros`` or ``motion``) from the 2-D
-        ``x: (B, T, J, 2)``: ``(B, T, J, input_channels)``."""
+        ``x: (B, T, J, 2)`` (and, for ``motion``, the targets ``y`` and the ``root`` positions
+        of :meth:`motion_channels`): ``(B, T, J, input_channels)``."""
         if step == "plain":
             return x
         k = self.input_channels - 2
         if step == "zeros":
             return torch.cat([x, x.new_zeros(*x.shape[:-1], k)], dim=-1)
         assert y is not None
-        return torch.cat([x, self.motion_channels(x, y).to(x.dtype)], dim=-1)
+        return torch.cat([x, self.motion_channels(x, y, root).to(x.dtype)], dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Inference: ``(B, T, J, 2)`` with zero motion channels -> ``(B, T_out, J, 3)``."""
@@ -125,12 +167,12 @@ class TMTModule(LiftingModule):
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """``batch["pose_2d"]``: ``(B, T, J, 2)``; ``batch["pose_3d"]``: ``(B, T, J, 3)``."""
-        x, y = batch["pose_2d"], batch["pose_3d"]
+        x, y, root = batch["pose_2d"], batch["pose_3d"], batch.get("root_3d")
         opt = self.optimizers()
         bs = x.shape[0]
         total = x.new_zeros(())
         for step in self.steps:
-            loss, parts = self.training_loss(self.model(self.model_input(x, step, y)), y)
+            loss, parts = self.training_loss(self.model(self.model_input(x, step, y, root)), y)
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             opt.step()
