@@ -59,6 +59,9 @@ def test_window_gather_equals_padded_reference(t):
 def test_window_offsets_rejects_even():
     with pytest.raises(ValueError, match="odd"):
         window_offsets(4)
+    # a sequence-to-sequence window of even length: frame T // 2 is its bookkeeping centre
+    assert window_offsets(4, allow_even=True).tolist() == [-2, -1, 0, 1]
+    assert window_offsets(5, allow_even=True).tolist() == [-2, -1, 0, 1, 2]
 
 
 def test_flip_twice_is_identity_and_mirrors():

@@ -224,3 +224,26 @@ def test_tmt_global_velocity_adds_the_root_trajectory():
     with pytest.raises(ConfigError, match="velocity"):
         TMTModule(torch.nn.Identity(), {"terms": {"mpjpe": {"weight": 1.0}}}, torch.optim.Adam,
                   velocity="world")  # fmt: skip
+
+
+def test_sequence_to_sequence_lifters_take_even_windows(tiny_root, tmp_path):
+    """MixSTE (seq2seq) trains and tests on an even window, which needs no centre frame
+    (TMT Table 6's T = 64, 128, 256); every test frame is scored once."""
+    from omegaconf import open_dict
+
+    base = [o for o in tiny_overrides(tiny_root, tmp_path / "cache") if not o.startswith("model.")]
+    extra = ["experiment=mixste_cpu", "model.embed_dim_ratio=8", "model.depth=1", "frames=8",
+             "data.target=sequence", "data.test_stride=8", "trainer.max_epochs=1"]  # fmt: skip
+    cfg = compose_cfg("train", base + extra)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+    doc = run_train(cfg)
+    assert np.isfinite(doc["metrics"]["test/mpjpe"]) and doc["config"]["frames"] == 8
+    dm, _ = build(cfg)
+    batch = dm.dataset("test", stride=8).__getitems__([0, 1])
+    assert batch["pose_2d"].shape[1] == 8 and batch["frames"][0].tolist() == [0] * 5 + [1, 2, 3]
+    from hydra.errors import InstantiationException
+
+    with pytest.raises(InstantiationException) as err:  # a centre-frame model needs odd windows
+        build(compose_cfg("train", base + ["frames=8"]))
+    assert "even only with data.target=sequence" in str(err.value.__cause__)

@@ -54,6 +54,15 @@ def frame_weights(
     ``w_t = 1 + peak * exp(-(t - c)^2 / (2 sigma^2))`` around the centre frame ``c`` (sigma
     defaults to ``t / 8``), divided by its mean so that the loss keeps its scale: the target
     frame and its neighbours weigh more (strided-transformer.txt eq. 15).
+
+    The ``centre`` profile is liftpose's choice, not the paper's formula: the paper gives
+    ``alpha_t`` only as a plot (its Fig. 4, "alpha_t values for the loss function with the
+    middle frame as the target") and the sentence that it makes the model "pay more attention
+    to the target frame and its closest neighbor frames"; it prints no formula, peak, width or
+    normalisation. A bump over a floor of 1, of relative height ``peak`` and width ``sigma``
+    (both config: ``module.loss.terms.frame_weighted_mpjpe.{profile,peak,sigma}``), normalised
+    to mean 1 so that ``lambda_f`` keeps its meaning, is the reading; the plot's exact shape
+    cannot be recovered from the text.
     """
     if profile == "uniform" or t == 1:
         return torch.ones(t)

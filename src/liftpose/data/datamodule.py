@@ -149,7 +149,7 @@ class WindowDataset(Dataset):
 
     Args:
         arrays: the split.
-        receptive_field: window length ``T`` (odd).
+        receptive_field: window length ``T`` (odd; even for ``sequence`` targets).
         target: ``"centre"`` (3-D of the centre frame, ``(B, 1, J, 3)``) or ``"sequence"``
             (3-D of every window frame, ``(B, T, J, 3)``).
         stride: keep every ``stride``-th frame of each sequence as a window centre.
@@ -175,7 +175,7 @@ class WindowDataset(Dataset):
         if camera_context and (arrays.root_3d is None or arrays.camera is None):
             raise ValueError("camera_context needs the root positions and cameras of the split")
         self.arrays = arrays
-        self.offsets = window_offsets(receptive_field)
+        self.offsets = window_offsets(receptive_field, allow_even=target == "sequence")
         self.target = target
         self.flip_augment = flip_augment
         n, j = arrays.pose_2d.shape[:2]
@@ -369,10 +369,11 @@ class LiftingDataModule(L.LightningDataModule):
         self.skeleton = get_layout(layout)
         self.splits: dict[str, SplitArrays] = {}
         self._content_hash: str | None = None
-        if receptive_field < 1 or receptive_field % 2 == 0:
+        if receptive_field < 1 or (receptive_field % 2 == 0 and target != "sequence"):
             raise ConfigError(
                 f"data.receptive_field (set by frames=...) must be a positive odd "
-                f"number of frames, got {receptive_field}"
+                f"number of frames (even only with data.target=sequence, for a "
+                f"sequence-to-sequence lifter), got {receptive_field}"
             )
         if target not in ("centre", "sequence"):
             raise ConfigError(f"data.target must be 'centre' or 'sequence', got {target!r}")

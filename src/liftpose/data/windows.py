@@ -12,12 +12,14 @@ import numpy as np
 import torch
 
 
-def window_offsets(receptive_field: int) -> torch.Tensor:
-    """Offsets ``(T,)`` of a centred window; ``receptive_field`` must be odd."""
-    if receptive_field < 1 or receptive_field % 2 == 0:
+def window_offsets(receptive_field: int, allow_even: bool = False) -> torch.Tensor:
+    """Offsets ``(T,)`` of a window whose frame ``T // 2`` is its centre: ``-T // 2 .. T - 1 -
+    T // 2``. ``T`` must be odd unless ``allow_even`` (a sequence-to-sequence window, whose
+    "centre" is only its bookkeeping frame: the later of the two middle frames)."""
+    if receptive_field < 1 or (receptive_field % 2 == 0 and not allow_even):
         raise ValueError(f"receptive_field must be a positive odd number, got {receptive_field}")
     pad = receptive_field // 2
-    return torch.arange(-pad, pad + 1)
+    return torch.arange(-pad, receptive_field - pad)
 
 
 def window_indices(
