@@ -15,6 +15,8 @@ from liftpose.utils.run import CONF_DIR, instantiate_callbacks, instantiate_grou
 
 #: data options that give images (2-D detector training) rather than keypoint windows
 IMAGE_DATA = {("data", "coco"), ("data", "rendered")}
+#: options that need a particular lifter: the refinement stage needs one with model.refine
+NEEDS_LIFTER = {("module", "refine"): ["experiment=strided_cpu"]}
 
 GROUPS = ["data", "model", "module", "trainer", "logger", "callbacks", "debug", "experiment"]
 
@@ -44,6 +46,7 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, monkeyp
     extra = ["~experiment"] if group == "model" else []
     if (group, option) in IMAGE_DATA:
         extra = ["~experiment", "model=hrnet", "module=heatmap"]
+    extra += NEEDS_LIFTER.get((group, option), [])
     cfg = compose_cfg("train", [f"{group}={option}", *extra])
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path)

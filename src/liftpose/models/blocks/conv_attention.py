@@ -18,6 +18,14 @@ Choices the paper leaves open (all arguments):
   the frames together and never with another joint's: TA stays a purely temporal operator on
   each joint's features. ``norm_groups`` changes either.
 * "Same" zero padding keeps the token count; the convolutions have biases.
+* Kernel extents: the text's "1 x 5" (SA, "a group of 5" keypoints) and "1 x 3" (TA); the
+  captions of Fig. 4 and Table VIII call the convolutions "1 x 1", which we read as their
+  per-channel (depthwise) nature. ``kernel_size=1`` is the captions read literally.
+* TA is eq. 11 alone: the correlation matrix ``C_ij = sum_F P_i P_j`` and the ``K, Q, V``
+  projections of eq. 10 describe the temporal block's self-attention (its ``QK^T``, with
+  linear projections, i.e. 1 x 1 convolutions), which the Transformer block already has.
+* Where in a block the module sits (eqs. 9/12 vs sections II-B2 and III-E) is the lifter's
+  choice: see :mod:`liftpose.models.attn_lifter`.
 """
 
 from __future__ import annotations
