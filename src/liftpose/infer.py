@@ -1,11 +1,25 @@
-"""``liftpose-infer``: lift a 2-D keypoint sequence to 3-D with a trained checkpoint.
+"""``liftpose-infer``: photos, videos and 2-D keypoint files in; 3-D poses and pictures out.
 
-    liftpose-infer run/checkpoints/last.ckpt keypoints.npz --width 1000 --height 1002 --out 3d.npz
+    liftpose-infer photo.jpg --out result/                      # BlazePose, the ready lifter
+    liftpose-infer clip.mp4 --lifter run/checkpoints/last.ckpt --out result/
+    liftpose-infer clip.mp4 --detector hrnet:<heatmap ckpt> --boxes previous --out result/
+    liftpose-infer photos/ --person all --out result/           # each photo on its own
+    liftpose-infer keypoints.npz --layout coco17 --width 1920 --height 1080 --out result/
+    liftpose-infer openpose_json/ --fps 30 --width 1280 --height 720 --out result/
+    liftpose-infer clip.mp4 --causal --lifter causal.ckpt --out result/
 
-The input ``.npz`` holds ``keypoints``: ``(T, 17, 2)`` pixels in the Human3.6M joint order (or
-``(T, 17, 2)`` already normalised with ``--normalised``). The output holds ``poses_3d``:
-``(T, 17, 3)`` camera-frame, root-relative metres, one per input frame (windows are centred on
-every frame with edge padding, as in evaluation, and flip averaging follows the run's config).
+INPUT is an image, a folder of images (unrelated photos; with --fps, the frames of a video), a
+video (anything OpenCV decodes; its frame rate is read from the container), or a 2-D keypoint
+file: ``.npz`` (``keypoints (T, J, 2|3)``, ``--layout`` where J = 17), a COCO keypoint results
+json, an OpenPose json folder (BODY_25, COCO-18) or an AlphaPose json (COCO-17, Halpe-26).
+
+``--out`` receives ``poses.npz`` and ``poses.json`` (per person: frame times, the detector's
+keypoints with confidences in pixels, Human3.6M-17 2-D, 3-D root-relative metres, joint names,
+the lifter and the detector), ``overlay.mp4`` and ``skeleton3d.mp4`` (or ``.gif``) for a
+sequence, ``overlay/<image>.png`` and ``skeleton3d/<image>.png`` for photos. It must be a new
+or empty folder (or one an earlier run made, with --force); files are written under temporary
+names and renamed. Without --lifter the ready lifter shipped in the package is used. Bad input
+stops with one line naming the file and the field, exit status 2, nothing written.
 """
 
 from __future__ import annotations
@@ -14,109 +28,83 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from liftpose.data.camera import normalize_screen_coordinates
-from liftpose.data.datamodule import SplitArrays, WindowDataset
-from liftpose.errors import DataError
+from liftpose.errors import ConfigError, DataError
+from liftpose.system.lifting import lift_sequence as lift_sequence  # noqa: F401 (the one path)
 
 
-def load_module(ckpt_path: str | Path):
-    """The LightningModule of a liftpose checkpoint, in eval mode, and its run config."""
-    from liftpose.train import build, load_run_checkpoint
-
-    ckpt, cfg = load_run_checkpoint(ckpt_path)
-    _, module = build(cfg)
-    module.load_state_dict(ckpt["state_dict"])
-    return module.eval(), cfg
-
-
-@torch.no_grad()
-def lift(module, cfg, pose_2d: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Normalised 2-D ``(T, J, 2)`` -> 3-D ``(T, J, 3)`` (centre-frame predictions)."""
-    t = len(pose_2d)
-    arrays = SplitArrays(
-        pose_2d=np.ascontiguousarray(pose_2d, dtype=np.float32),
-        pose_3d=np.zeros((t, pose_2d.shape[1], 3), np.float32),
-        seq_start=np.zeros(1, np.int64),
-        seq_len=np.array([t], np.int64),
-        seq_action=np.zeros(1, np.int64),
-        action_names=["input"],
-        seq_names=["input"],
-    )
-    ds = WindowDataset(arrays, int(cfg.data.receptive_field), "centre")
-    out = []
-    for s in range(0, len(ds), batch_size):
-        x = ds.__getitems__(list(range(s, min(s + batch_size, len(ds)))))["pose_2d"]
-        pred = module.predict_eval(x)
-        out.append(pred[:, pred.shape[1] // 2])
-    return torch.cat(out).numpy()
-
-
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="liftpose-infer",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("checkpoint")
-    ap.add_argument("keypoints", help=".npz with 'keypoints' (T, 17, 2)")
-    ap.add_argument("--width", type=float, default=None, help="image width in pixels")
-    ap.add_argument("--height", type=float, default=None, help="image height in pixels")
-    ap.add_argument("--normalised", action="store_true", help="keypoints already normalised")
-    ap.add_argument("--out", default="poses_3d.npz")
-    args = ap.parse_args(argv)
-    out = Path(args.out)
-    if out.suffix != ".npz":
-        out = out.with_name(out.name + ".npz")  # what np.savez writes
+    ap.add_argument("input", help="image, folder of images, video, or 2-D keypoint file")
+    ap.add_argument("--out", required=True, help="output folder (new or empty)")
+    ap.add_argument("--lifter", default=None, help="lifter checkpoint (default: the ready lifter)")
+    ap.add_argument(
+        "--detector", default="blazepose", help="blazepose (default) or hrnet:<heatmap ckpt>"
+    )
+    ap.add_argument(
+        "--boxes", default=None,
+        help="person boxes for hrnet: blazepose (default), previous, or a COCO detections json",
+    )  # fmt: skip
+    ap.add_argument("--layout", default=None, help="keypoint layout of a keypoint file")
+    ap.add_argument(
+        "--joint-map", default="standard",
+        help="standard, or fitted:<data_2d_*.npz> (the fitted COCO map of liftpose-data detect)",
+    )  # fmt: skip
+    ap.add_argument("--person", default="largest", help="largest (default), all, or a track id")
+    ap.add_argument("--fps", type=float, default=None, help="frame rate (folders, keypoint files)")
+    ap.add_argument("--width", type=float, default=None, help="image width of a keypoint file")
+    ap.add_argument("--height", type=float, default=None, help="image height of a keypoint file")
+    ap.add_argument("--causal", action="store_true", help="online: each frame from past frames")
+    ap.add_argument(
+        "--threshold", type=float, default=0.3,
+        help="joints below this confidence are filled by interpolation (default 0.3)",
+    )  # fmt: skip
+    ap.add_argument("--max-gap", type=int, default=10, help="longest gap filled, frames (10)")
+    ap.add_argument("--force", action="store_true", help="replace an earlier run's files in --out")
+    ap.add_argument("--animation", choices=("mp4", "gif"), default="mp4")
+    ap.add_argument("--no-draw", action="store_true", help="write the poses only")
+    ap.add_argument("--device", default="cpu", help="where the networks run (cpu, cuda)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from liftpose.system.pipeline import Settings, run
+
+    size = None
+    if (args.width is None) != (args.height is None):
+        print("liftpose-infer: error: --width and --height go together", file=sys.stderr)
+        return 2
+    if args.width is not None:
+        size = (args.width, args.height)
+    settings = Settings(
+        input=Path(args.input),
+        out=Path(args.out),
+        lifter=None if args.lifter is None else Path(args.lifter),
+        detector=args.detector,
+        boxes=args.boxes,
+        layout=args.layout,
+        joint_map=args.joint_map,
+        person=args.person,
+        fps=args.fps,
+        image_size=size,
+        causal=args.causal,
+        threshold=args.threshold,
+        max_gap=args.max_gap,
+        force=args.force,
+        animation=args.animation,
+        draw=not args.no_draw,
+        device=args.device,
+    )
     try:
-        kp = read_keypoints(args.keypoints)
-        if not args.normalised:
-            if args.width is None or args.height is None:
-                raise DataError(
-                    args.keypoints,
-                    "keypoints",
-                    "pixels need --width and --height (or pass --normalised)",
-                )
-            kp = normalize_screen_coordinates(kp, args.width, args.height)
-        module, cfg = load_module(args.checkpoint)
-        joints = getattr(module.model, "num_joints", kp.shape[1])
-        if kp.shape[1] != joints:
-            raise DataError(
-                args.keypoints,
-                "keypoints",
-                f"{kp.shape[1]} joints, but the model was trained on {joints}",
-            )
-        poses = lift(module, cfg, kp)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(out, poses_3d=poses)
-    except (DataError, OSError) as e:
+        run(settings)
+    except (DataError, ConfigError) as e:
         print(f"liftpose-infer: error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {out}: poses_3d {poses.shape}")
     return 0
-
-
-def read_keypoints(path: str | Path) -> np.ndarray:
-    """``keypoints`` ``(T, J, 2)`` from an ``.npz``, checked (a clear error names what is wrong)."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(p, "file", "keypoints file not found")
-    try:
-        with np.load(p) as f:
-            if "keypoints" not in f.files:
-                raise DataError(p, "keypoints", f"missing key; the file has {f.files}")
-            kp = f["keypoints"].astype(np.float64)
-    except DataError:
-        raise
-    except Exception as e:  # truncated or not an npz
-        raise DataError(p, "keypoints", f"unreadable file ({type(e).__name__}: {e})") from e
-    if kp.ndim != 3 or kp.shape[-1] != 2 or len(kp) == 0:
-        raise DataError(p, "keypoints", f"expected (T, J, 2), got {kp.shape}")
-    if not np.isfinite(kp).all():
-        raise DataError(p, "keypoints", "contains NaN/inf")
-    return kp
 
 
 if __name__ == "__main__":

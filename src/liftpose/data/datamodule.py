@@ -39,7 +39,7 @@ from liftpose.data.mpi3dhp import (
     load_3dhp_train,
 )
 from liftpose.data.skeleton import H36M16_KEEP, get_layout, to_layout
-from liftpose.data.windows import flip_pose, window_indices, window_offsets
+from liftpose.data.windows import WINDOWS, flip_pose, window_indices, window_offsets
 from liftpose.errors import ConfigError, DataError
 from liftpose.utils.io import atomic_path
 
@@ -141,7 +141,7 @@ def collate_batch(batch: Any) -> Any:
 
 
 class WindowDataset(Dataset):
-    """Centred windows over a :class:`SplitArrays`, fetched a batch at a time.
+    """Centred (or causal) windows over a :class:`SplitArrays`, fetched a batch at a time.
 
     Window centres are every ``stride``-th frame of each sequence that is valid
     (``arrays.valid``); the other frames of a window are the real neighbouring frames, valid or
@@ -158,6 +158,8 @@ class WindowDataset(Dataset):
         camera_context: add each sample's camera and root position to the batch (needs
             ``arrays.root_3d`` and ``arrays.camera``); a mirrored sample has its intrinsics
             mirrored too (``c_x`` negated) and its root's ``x`` negated.
+        window: ``centred`` or ``causal`` (the window ends at its target frame, see
+            :func:`~liftpose.data.windows.window_offsets`); ``frame`` is the target frame.
     """
 
     def __init__(
@@ -169,13 +171,16 @@ class WindowDataset(Dataset):
         flip_augment: bool = False,
         flip_permutation: np.ndarray | None = None,
         camera_context: bool = False,
+        window: str = "centred",
     ) -> None:
         if target not in ("centre", "sequence"):
             raise ValueError(f"target must be 'centre' or 'sequence', got {target!r}")
         if camera_context and (arrays.root_3d is None or arrays.camera is None):
             raise ValueError("camera_context needs the root positions and cameras of the split")
         self.arrays = arrays
-        self.offsets = window_offsets(receptive_field, allow_even=target == "sequence")
+        self.offsets = window_offsets(
+            receptive_field, allow_even=target == "sequence", window=window
+        )
         self.target = target
         self.flip_augment = flip_augment
         n, j = arrays.pose_2d.shape[:2]
@@ -287,6 +292,12 @@ class LiftingDataModule(L.LightningDataModule):
         target: ``centre`` or ``sequence`` targets.
         train_stride / test_stride / val_stride: window-centre spacing per split.
         downsample: keep every n-th frame of each sequence.
+        window: ``centred`` (the default: each window centred on its target frame) or
+            ``causal`` (each window ends at its target frame: a lifter that sees only the past,
+            for online use). Stored in the checkpoint's config, so inference knows which.
+        fps: frame rate of the training sequences (frames per second; 50 for Human3.6M and
+            the embedded data). Stored in the checkpoint's config: ``liftpose-infer``
+            resamples a video to it.
         flip_augment: random horizontal flips in training.
         batch_size / test_batch_size / num_workers: loader settings.
         cache_dir: where the HDF5 cache lives.
@@ -351,6 +362,8 @@ class LiftingDataModule(L.LightningDataModule):
         detector: Mapping[str, Any] | None = DETECTOR_OFF,
         camera_context: bool = False,
         train_subset: float = 1.0,
+        window: str = "centred",
+        fps: float = 50.0,
     ) -> None:
         super().__init__()
         detector = None if detector is None else dict(detector)  # picklable in checkpoints
@@ -377,6 +390,10 @@ class LiftingDataModule(L.LightningDataModule):
             )
         if target not in ("centre", "sequence"):
             raise ConfigError(f"data.target must be 'centre' or 'sequence', got {target!r}")
+        if window not in WINDOWS:
+            raise ConfigError(f"data.window must be one of {list(WINDOWS)}, got {window!r}")
+        if not (isinstance(fps, int | float) and fps > 0):
+            raise ConfigError(f"data.fps must be a positive number of frames/s, got {fps!r}")
         if not 0.0 <= keypoints_mix <= 1.0:
             raise ConfigError(f"data.keypoints_mix must be in [0, 1], got {keypoints_mix}")
         if not 0.0 < train_subset <= 1.0:
@@ -584,6 +601,7 @@ class LiftingDataModule(L.LightningDataModule):
             flip_augment=train and self.hparams.flip_augment,
             flip_permutation=self.skeleton.flip_permutation,
             camera_context=self.hparams.camera_context,
+            window=self.hparams.window,
         )
 
     def _loader(self, ds: WindowDataset, batch_size: int, shuffle: bool) -> DataLoader:

@@ -14,7 +14,7 @@ Choices the paper leaves open, and what liftpose does:
   (the "ground-truth box" protocol of top-down COCO evaluation).
 * **Flip test.** On by default (``flip_test``), with the one-pixel shift of HRNet's evaluation.
 * **COCO to Human3.6M joints.** The detector predicts the 17 COCO keypoints. The 12 limb joints
-  are Human3.6M joints already (:data:`~liftpose.data.render.COCO_FROM_H36M`); the other five
+  are Human3.6M joints already (:data:`~liftpose.system.joints.COCO_FROM_H36M`); the other five
   (Hip, Spine, Thorax, Neck/Nose, Head) are affine combinations of the 17 COCO keypoints
   (weights summing to one, so the map commutes with moving and scaling the image) fitted by
   least squares on the exact 2-D of the training subjects (:func:`fit_h36m_from_coco`). The
@@ -43,12 +43,7 @@ import torch
 
 from liftpose.data.camera import Camera
 from liftpose.data.h36m import action_group, dataset_cameras, dataset_files, read_npz_dict
-from liftpose.data.render import (
-    COCO_FROM_H36M,
-    box_from_keypoints,
-    coco_keypoints_3d,
-    render_frames,
-)
+from liftpose.data.render import box_from_keypoints, coco_keypoints_3d, render_frames
 from liftpose.data.skeleton import H36M17
 from liftpose.data.transforms2d import (
     COCO_FLIP_PERMUTATION,
@@ -59,6 +54,7 @@ from liftpose.data.transforms2d import (
     flip_test_average,
 )
 from liftpose.errors import ConfigError, DataError
+from liftpose.system.joints import COCO_FROM_H36M
 from liftpose.utils.io import atomic_path
 
 __all__ = [

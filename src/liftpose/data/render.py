@@ -69,23 +69,10 @@ import numpy as np
 from liftpose.data.camera import Camera, quat_to_matrix, undistort_normalised
 from liftpose.data.capture import RigConfig, place_cameras
 from liftpose.errors import ConfigError, DataError
+from liftpose.system.joints import COCO_FROM_H36M, COCO_KEYPOINT_NAMES, COCO_SKELETON
 
 # --------------------------------------------------------------------------- COCO layout
-COCO_KEYPOINT_NAMES: tuple[str, ...] = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
-)  # fmt: skip
-
-#: The COCO person skeleton (1-based keypoint indices, as in the COCO annotation files).
-COCO_SKELETON: tuple[tuple[int, int], ...] = (
-    (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8),
-    (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
-)  # fmt: skip
-
-#: For COCO keypoints 5..16: the Human3.6M joint each one is (in COCO order).
-COCO_FROM_H36M: tuple[int, ...] = (11, 14, 12, 15, 13, 16, 4, 1, 5, 2, 6, 3)
-
+# (the names, the skeleton and the limb correspondence live with the other keypoint layouts)
 #: Index of the H36M joint per COCO keypoint, -1 for the synthesised face points.
 COCO_H36M_INDEX: tuple[int, ...] = (-1, -1, -1, -1, -1, *COCO_FROM_H36M)
 

@@ -26,22 +26,17 @@ import numpy as np
 import torch
 
 from liftpose.data.skeleton import Skeleton
-
-#: COCO keypoint names, in the order of ``person_keypoints_*.json``.
-COCO_KEYPOINT_NAMES: tuple[str, ...] = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-)  # fmt: skip
+from liftpose.system.joints import COCO17 as COCO17_LAYOUT
 
 #: The 17 COCO keypoints as a tree rooted at the nose (shoulders hang from the nose, hips from
 #: the shoulders), with their left/right pairs.
 COCO17 = Skeleton(
-    names=COCO_KEYPOINT_NAMES,
+    names=COCO17_LAYOUT.names,
     parents=(-1, 0, 0, 1, 2, 0, 0, 5, 6, 7, 8, 5, 6, 11, 12, 13, 14),
-    left=(1, 3, 5, 7, 9, 11, 13, 15),
-    right=(2, 4, 6, 8, 10, 12, 14, 16),
+    left=COCO17_LAYOUT.left,
+    right=COCO17_LAYOUT.right,
 )
+COCO_KEYPOINT_NAMES = COCO17_LAYOUT.names
 
 #: ``x[..., COCO_FLIP_PERMUTATION, :]`` swaps each left keypoint with its right twin.
 COCO_FLIP_PERMUTATION: tuple[int, ...] = tuple(int(i) for i in COCO17.flip_permutation)

@@ -4,6 +4,10 @@ All sequences of a split live in one contiguous array ``(N, J, C)``; sequence ``
 ``start[s] : start[s] + length[s]``. A window of ``T = 2 * pad + 1`` frames centred on local frame
 ``i`` reads rows ``start[s] + clip(i + [-pad..pad], 0, length[s] - 1)``: edge padding by index
 arithmetic, one fancy-indexing gather per batch, no per-sample Python.
+
+A *causal* window (``window="causal"``, for online lifting) ends at its target frame instead:
+offsets ``[-(T - 1)..0]``, so a prediction for frame ``i`` reads frames ``i - T + 1 .. i`` only
+(no look-ahead); its target is the last window frame.
 """
 
 from __future__ import annotations
@@ -11,15 +15,31 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+#: Window alignments: ``centred`` (the target frame in the middle) or ``causal`` (at the end).
+WINDOWS: tuple[str, ...] = ("centred", "causal")
 
-def window_offsets(receptive_field: int, allow_even: bool = False) -> torch.Tensor:
-    """Offsets ``(T,)`` of a window whose frame ``T // 2`` is its centre: ``-T // 2 .. T - 1 -
-    T // 2``. ``T`` must be odd unless ``allow_even`` (a sequence-to-sequence window, whose
-    "centre" is only its bookkeeping frame: the later of the two middle frames)."""
+
+def window_offsets(
+    receptive_field: int, allow_even: bool = False, window: str = "centred"
+) -> torch.Tensor:
+    """Offsets ``(T,)`` of a window relative to its target frame. ``centred``: the target is
+    frame ``T // 2``, offsets ``-T // 2 .. T - 1 - T // 2``; ``causal``: the target is the last
+    frame, offsets ``-(T - 1) .. 0``. ``T`` must be odd unless ``allow_even`` (a
+    sequence-to-sequence window, whose "centre" is only its bookkeeping frame: the later of the
+    two middle frames)."""
     if receptive_field < 1 or (receptive_field % 2 == 0 and not allow_even):
         raise ValueError(f"receptive_field must be a positive odd number, got {receptive_field}")
+    if window not in WINDOWS:
+        raise ValueError(f"window must be one of {WINDOWS}, got {window!r}")
+    if window == "causal":
+        return torch.arange(-(receptive_field - 1), 1)
     pad = receptive_field // 2
     return torch.arange(-pad, receptive_field - pad)
+
+
+def target_position(length: int, window: str = "centred") -> int:
+    """Index of the target frame in a window (or a sequence output) of ``length`` frames."""
+    return length - 1 if window == "causal" else length // 2
 
 
 def window_indices(

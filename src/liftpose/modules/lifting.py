@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from liftpose.data.windows import flip_pose
+from liftpose.data.windows import flip_pose, target_position
 from liftpose.losses import CompositeLoss
 from liftpose.metrics import pose_metrics
 from liftpose.modules.base import RunModule
@@ -72,11 +72,15 @@ class LiftingModule(RunModule):
         #: ``[epoch, seconds of training so far, val/mpjpe]`` after each validation (for the
         #: time-to-convergence columns of the paper tables)
         self.action_names: list[str] = []
+        #: window alignment of the data (``centred`` or ``causal``): which frame of a sequence
+        #: output is the target of a one-frame target
+        self.window = "centred"
 
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is not None:
+            self.window = str(getattr(dm, "hparams", {}).get("window", "centred"))
             self.action_names = list(dm.action_names)
             if self.flip_perm.numel() == 0:
                 self.flip_perm = torch.as_tensor(dm.skeleton.flip_permutation)
@@ -92,20 +96,19 @@ class LiftingModule(RunModule):
         return self.model(x)
 
     # ------------------------------------------------------------------ training
-    @staticmethod
-    def _match(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prediction and target over the same frames: the centre frame of whichever of the
-        two is a sequence when the other is one frame.
+    def _match(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prediction and target over the same frames: the target frame (the centre; the last
+        in a causal window) of whichever of the two is a sequence when the other is one frame.
 
         ``pred``: ``(B, 1 | T, J, 3)``; ``target``: ``(B, 1 | T, J, 3)``.
         """
         if pred.shape[1] != target.shape[1]:
             if target.shape[1] == 1:
-                t = pred.shape[1]
-                return pred[:, t // 2 : t // 2 + 1], target
+                c = target_position(pred.shape[1], self.window)
+                return pred[:, c : c + 1], target
             if pred.shape[1] == 1:
-                t = target.shape[1]
-                return pred, target[:, t // 2 : t // 2 + 1]
+                c = target_position(target.shape[1], self.window)
+                return pred, target[:, c : c + 1]
         return pred, target
 
     def training_loss(
@@ -164,7 +167,7 @@ class LiftingModule(RunModule):
         frames = batch["frames"] if t > 1 else centre[:, None]
         # overlapping sequence outputs: keep, per frame, the window position nearest the
         # centre, then the window with the smallest centre (deterministic under DDP)
-        offset = (torch.arange(t, device=y.device) - t // 2).abs()
+        offset = (torch.arange(t, device=y.device) - target_position(t, self.window)).abs()
         priority = offset[None, :] * (1 << 32) + centre[:, None]
         rows = [
             pred.reshape(-1, *pred.shape[2:]),
@@ -177,7 +180,7 @@ class LiftingModule(RunModule):
         valid = batch.get("valid")  # only where the split has invalid frames (no sync otherwise)
         if valid is not None:
             if valid.shape[1] != t:  # flags of a whole window, a centre-frame output
-                c = valid.shape[1] // 2
+                c = target_position(valid.shape[1], self.window)
                 valid = valid[:, c : c + 1]
             keep = valid.reshape(-1).bool()
             rows = [r[keep] for r in rows]
