@@ -2,19 +2,24 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+# BlazePose for liftpose-infer: the one release whose wheel ships the offline pose models and
+# still runs on numpy 1 (see pyproject.toml, extra "mediapipe", for why --no-deps)
+MEDIAPIPE_SPEC ?= mediapipe==0.10.21
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.liftpose-installed
+MP_STAMP := $(VENV)/.liftpose-mediapipe
 ARGS ?=
 PYTEST_ARGS ?=
 TABLES ?= *
 SCALE ?= smoke
 
-.PHONY: install install-loggers train test lint format bench reproduce-tables clean help
+.PHONY: install install-mediapipe install-loggers train test lint format bench demo reproduce-tables clean help
 
 help:
 	@echo "make train   - install (into $(VENV)) and run the main job on the embedded data"
 	@echo "make test    - install and run the test suite"
 	@echo "make bench   - data and model throughput figures on this machine"
+	@echo "make demo    - liftpose-infer on real photos and on a rendered clip -> demo/"
 	@echo "make reproduce-tables SCALE=smoke|cpu|full TABLES='<paper>/<table glob>'"
 	@echo "             - run the paper-table specs in experiments/ and render results/"
 	@echo "make lint    - ruff"
@@ -26,10 +31,16 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install $(TORCH_SPEC)
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -e ".[dev,mediapipe]"
 	@touch $(STAMP)
 
-install: $(STAMP)
+$(MP_STAMP): $(STAMP)
+	$(BIN)/pip install --no-deps "$(MEDIAPIPE_SPEC)"
+	@touch $(MP_STAMP)
+
+install-mediapipe: $(MP_STAMP)
+
+install: $(STAMP) $(MP_STAMP)
 
 install-loggers: install
 	$(BIN)/pip install -e ".[loggers]"
@@ -49,10 +60,15 @@ format: install
 bench: install
 	$(BIN)/python -m liftpose.bench $(ARGS)
 
+# liftpose-infer on the real photos of ../shared/data/coco_mini (when present) and on a clip of
+# the held-out actor rendered by liftpose.data.render; pictures and poses land in demo/
+demo: install
+	$(BIN)/python -m liftpose.system.demo --out demo $(ARGS)
+
 # Extra Hydra overrides for every job go in ARGS, e.g. ARGS='-- data.root=/data/h36m'
 reproduce-tables: install
 	$(BIN)/liftpose-tables --scale $(SCALE) --tables '$(TABLES)' $(ARGS)
 
 clean:
-	rm -rf logs outputs multirun .cache data/hdm05 .pytest_cache .ruff_cache .hypothesis
+	rm -rf logs outputs multirun .cache data/hdm05 demo .pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
