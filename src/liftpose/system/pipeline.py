@@ -193,7 +193,8 @@ def run(settings: Settings, log=print) -> dict:
         per = times.seconds["lift"] / max(n_lifted, 1) * 1000
         log(f"liftpose-infer: causal: 0 frames of look-ahead, {per:.2f} ms per frame to lift")
     log(f"liftpose-infer: {times.summary()}")
-    log(f"liftpose-infer: wrote {', '.join(out.written)} in {s.out}")
+    tops = sorted({f.split("/")[0] + ("/" if "/" in f else "") for f in out.written})
+    log(f"liftpose-infer: wrote {len(out.written)} files ({', '.join(tops)}) in {s.out}")
     return {"files": out.written, "times": times, "people": lifted, "frames": dets.frames}
 
 

@@ -299,7 +299,8 @@ def _read_alphapose(p: Path, doc: list, layout, image_size, fps) -> Detections:
         raise DataError(p, "keypoints", "no person keypoints")
     if k == 136:
         raise DataError(p, "keypoints", "136 keypoints (whole body) are not supported")
-    lay = _check_layout(p, "keypoints", None, k, layout)
+    # AlphaPose writes COCO-17 or Halpe-26 (never Human3.6M-17)
+    lay = _check_layout(p, "keypoints", "coco17" if k == 17 else None, k, layout)
     names = sorted(by_image)
     frames = _frames(len(names), names, [image_size] * len(names), fps, p)
     return Detections(frames, [by_image[n] for n in names], lay, fps, str(p))

@@ -1,0 +1,284 @@
+"""liftpose-infer end to end: photos, a video, keypoint files, the heatmap detector path,
+causal lifting, every bad input of the system, and real photos scored against COCO."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf, open_dict
+
+from liftpose.infer import main as infer_main
+from liftpose.system import lifting
+from liftpose.system.lifting import READY_LIFTER, lift_sequence, load_lifter
+from liftpose.train import run_train
+
+from .conftest import SHARED
+from .test_configs import compose_cfg
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
+
+COCO = SHARED / "data" / "coco_mini"
+PHOTO = COCO / "val2017" / "000000397133.jpg"  # one standing person (COCO val2017)
+
+
+def _train(root: Path, overrides: list[str]) -> Path:
+    cfg = compose_cfg("train", [
+        "frames=9", "model.embed_dim_ratio=8", "model.depth=1", "model.num_heads=2",
+        "trainer.max_epochs=1", "test=false", "logger=none", "trainer.enable_progress_bar=false",
+        "~callbacks.rich_progress_bar", "data.val_stride=50", *overrides,
+    ])  # fmt: skip
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(root / "run")
+    torch.manual_seed(0)
+    run_train(cfg)
+    return root / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def lifter_ckpt(tmp_path_factory) -> Path:
+    """The ready lifter when it is shipped, else a tiny PoseFormer trained for one epoch on
+    the embedded data (every 8th window; seconds)."""
+    if READY_LIFTER.is_file():
+        return READY_LIFTER
+    root = tmp_path_factory.mktemp("lifter")
+    return _train(root, [f"data.root={root}/hdm05", f"data.cache_dir={root}/cache",
+                         "data.train_stride=8", "data.batch_size=256"])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def causal_ckpt(tmp_path_factory, tiny_root) -> Path:
+    """A tiny lifter trained on causal windows (data.window=causal) of the synthetic data."""
+    root = tmp_path_factory.mktemp("causal")
+    return _train(root, [
+        f"data.root={tiny_root}", "data.name=tiny", "data.embedded=false", "data.keypoints=gt",
+        "data.train_subjects=[A,B]", "data.test_subjects=[C]", f"data.cache_dir={root}/cache",
+        "data.window=causal",
+    ])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def heatmap_ckpt(tmp_path_factory) -> Path:
+    """An untrained small HRNet written as a module=heatmap checkpoint (exercises the path)."""
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg("train", [
+        "experiment=attn_2d3d/hrnet_w32_cam", "data.image_size=[64,48]",
+        "data.heatmap_size=[16,12]", "model.stage_modules=[1,1,1]", "model.stage_blocks=1",
+        "model.width=16",
+    ])  # fmt: skip
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    path = tmp_path_factory.mktemp("hrnet") / "hrnet.ckpt"
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"liftpose_config": OmegaConf.to_container(cfg, resolve=True), "state_dict": state},
+               path)  # fmt: skip
+    return path
+
+
+def needs_photos():
+    if not PHOTO.is_file():
+        pytest.skip(f"real photos not found: {COCO} (set LIFTPOSE_SHARED)")
+    pytest.importorskip("mediapipe", reason="BlazePose needs mediapipe: make install-mediapipe")
+
+
+def error_line(capsys) -> str:
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("liftpose-")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def frames_of(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            return out
+        out.append(img)
+
+
+def panned_video(path: Path, frames: int = 8, fps: float = 25.0) -> None:
+    """A short video of the real photo, panned 3 pixels a frame."""
+    import imageio.v2 as imageio
+
+    img = cv2.cvtColor(cv2.imread(str(PHOTO)), cv2.COLOR_BGR2RGB)[:, :640]
+    h, w = img.shape[:2]
+    with imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=2,
+                            ffmpeg_log_level="error") as wr:  # fmt: skip
+        for i in range(frames):
+            a = np.float32([[1, 0, 3 * i - 12], [0, 1, 0]])
+            wr.append_data(cv2.warpAffine(img, a, (w, h), borderMode=cv2.BORDER_REFLECT))
+
+
+# --------------------------------------------------------------------------- happy paths
+def test_photo_to_3d_and_pictures(lifter_ckpt, tmp_path):
+    needs_photos()
+    out = tmp_path / "out"
+    assert infer_main([str(PHOTO), "--lifter", str(lifter_ckpt), "--out", str(out)]) == 0
+    doc = json.loads((out / "poses.json").read_text())
+    (person,) = doc["people"]
+    assert doc["layout"] == "blazepose33" and len(doc["joint_names"]) == 17
+    p3 = np.array(person["pose_3d"])
+    assert p3.shape == (1, 17, 3) and np.isfinite(p3).all() and (p3[:, 0] == 0).all()
+    kp = np.array(person["keypoints"])
+    assert kp.shape == (1, 33, 3) and (kp[..., 2] >= 0).all() and (kp[..., 2] <= 1).all()
+    with np.load(out / "poses.npz") as f:
+        np.testing.assert_allclose(f["person0/pose_3d"], p3, atol=1e-4)
+    for name in ("overlay", "skeleton3d"):
+        img = cv2.imread(str(out / name / f"{PHOTO.stem}.png"))
+        assert img is not None and img.std() > 20  # a picture, not a blank
+    # the skeleton is drawn over the photo: the overlay differs from the photo along it
+    photo = cv2.imread(str(PHOTO))
+    ov = cv2.imread(str(out / "overlay" / f"{PHOTO.stem}.png"))
+    assert ov.shape == photo.shape
+    assert (np.abs(ov.astype(int) - photo).sum(-1) > 150).mean() > 0.002
+
+
+def test_video_with_tracking_resampling_and_animation(lifter_ckpt, tmp_path):
+    needs_photos()
+    clip = tmp_path / "clip.mp4"
+    panned_video(clip)
+    out = tmp_path / "out"
+    assert infer_main([str(clip), "--lifter", str(lifter_ckpt), "--out", str(out)]) == 0
+    doc = json.loads((out / "poses.json").read_text())
+    assert doc["input_fps"] == pytest.approx(25.0) and doc["lifter_fps"] == 50.0
+    (person,) = doc["people"]
+    assert person["frames"] == list(range(8))
+    np.testing.assert_allclose(person["times"], np.arange(8) / 25.0, atol=1e-4)
+    for name in ("overlay.mp4", "skeleton3d.mp4"):
+        frames = frames_of(out / name)
+        assert len(frames) == 8, name
+        assert min(f.std() for f in frames) > 20
+    ov = frames_of(out / "overlay.mp4")
+    assert np.abs(ov[0].astype(int) - ov[-1]).mean() > 1  # the frames move
+
+
+def test_keypoint_file_gif_and_force(lifter_ckpt, tmp_path):
+    t = 30
+    kp = np.stack([np.linspace(300, 340, t)] * 2, -1)[:, None] + np.random.default_rng(0).normal(
+        0, 30, (1, 17, 2)
+    )
+    np.savez(tmp_path / "kp.npz", keypoints=kp, layout="h36m17", fps=25.0,
+             image_size=[640, 480])  # fmt: skip
+    out = tmp_path / "out"
+    args = [str(tmp_path / "kp.npz"), "--lifter", str(lifter_ckpt), "--out", str(out)]
+    assert infer_main([*args, "--animation", "gif"]) == 0
+    assert len(frames_of(out / "overlay.mp4")) == t
+    import imageio.v3 as iio
+
+    assert iio.improps(out / "skeleton3d.gif").shape[0] == t
+    assert infer_main(args) == 2  # the folder holds a run: refused without --force
+    assert infer_main([*args, "--force", "--no-draw"]) == 0
+    with np.load(out / "poses.npz") as f:
+        assert f["person0/pose_2d"].shape == (t, 17, 3)
+
+
+def test_heatmap_detector_top_down_on_previous_boxes(lifter_ckpt, heatmap_ckpt, tmp_path):
+    needs_photos()
+    clip = tmp_path / "clip.mp4"
+    panned_video(clip, frames=4)
+    out = tmp_path / "out"
+    args = [str(clip), "--lifter", str(lifter_ckpt), "--detector", f"hrnet:{heatmap_ckpt}",
+            "--boxes", "previous", "--threshold", "0", "--out", str(out), "--no-draw"]  # fmt: skip
+    assert infer_main(args) == 0
+    doc = json.loads((out / "poses.json").read_text())
+    assert doc["layout"] == "coco17" and "heatmap network" in doc["detector"]
+    assert np.array(doc["people"][0]["keypoints"]).shape == (4, 17, 3)
+
+
+def test_causal_lifting_sees_only_the_past(causal_ckpt, lifter_ckpt, tiny_root, tmp_path, capsys):
+    from liftpose.data.h36m import load_sequences
+
+    lifter = load_lifter(causal_ckpt)
+    assert lifter.window == "causal" and lifter.cfg.data.window == "causal"
+    x = load_sequences(tiny_root, "tiny", "gt", ["C"])[0].pose_2d[:40]
+    y = x.copy()
+    y[25:] += 0.3  # change the future of frame 24
+    a, b = lift_sequence(lifter, x), lift_sequence(lifter, y)
+    np.testing.assert_allclose(a[:25], b[:25], atol=1e-6)
+    assert np.abs(a[25:] - b[25:]).max() > 1e-3
+    np.savez(tmp_path / "kp.npz", keypoints=x, layout="h36m17", image_size=[2, 2])
+    out = tmp_path / "out"
+    args = [str(tmp_path / "kp.npz"), "--causal", "--no-draw"]
+    assert infer_main([*args, "--lifter", str(causal_ckpt), "--out", str(out)]) == 0
+    assert "0 frames of look-ahead" in capsys.readouterr().out
+    assert infer_main([*args, "--lifter", str(lifter_ckpt), "--out", str(tmp_path / "o2")]) == 2
+    assert "data.window" in error_line(capsys) and not (tmp_path / "o2").exists()
+
+
+# --------------------------------------------------------------------------- bad input
+def test_every_bad_input_gets_one_line_and_nothing_written(
+    lifter_ckpt, heatmap_ckpt, tmp_path, capsys, monkeypatch
+):
+    needs_photos()
+    bad_img = tmp_path / "bad.jpg"
+    bad_img.write_bytes(b"\xff\xd8 not really a jpeg")
+    empty_video = tmp_path / "empty.mp4"
+    empty_video.write_bytes(b"")
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 128, np.uint8))
+    kp = np.random.default_rng(0).uniform(0, 100, (5, 17, 3))
+    np.savez(tmp_path / "kp17.npz", keypoints=kp, image_size=[100, 100])
+    nan = kp.copy()
+    nan[2, 4, 2] = np.nan
+    np.savez(tmp_path / "nan.npz", keypoints=nan, image_size=[100, 100])
+    neg = kp.copy()
+    neg[1, 0, 2] = -1
+    np.savez(tmp_path / "neg.npz", keypoints=neg, image_size=[100, 100])
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("not liftpose's")
+    cases = [
+        ([str(bad_img)], "bad.jpg: image"),
+        ([str(empty_video)], "empty.mp4: video"),
+        ([str(blank)], "blank.png: people: no person found"),
+        ([str(tmp_path / "kp17.npz")], "kp17.npz: keypoints: 17 joints may be coco17 or h36m17"),
+        ([str(tmp_path / "kp17.npz"), "--layout", "halpe26"], "but --layout halpe26 has 26"),
+        ([str(tmp_path / "nan.npz"), "--layout", "coco17"], "NaN/inf confidences"),
+        ([str(tmp_path / "neg.npz"), "--layout", "coco17"], "negative confidences"),
+        ([str(PHOTO), "--detector", "blazepose:2"], "--detector: blazepose model complexity 2"),
+        ([str(PHOTO), "--detector", "openpifpaf"], "--detector: unknown detector"),
+    ]
+    for argv, message in cases:
+        out = tmp_path / "out"
+        assert infer_main([*argv, "--lifter", str(lifter_ckpt), "--out", str(out)]) == 2, argv
+        line = error_line(capsys)
+        assert message in line, (argv, line)
+        assert not out.exists(), argv
+    # a checkpoint that is not a lifter; a folder liftpose did not make
+    assert (
+        infer_main([str(PHOTO), "--lifter", str(heatmap_ckpt), "--out", str(tmp_path / "o")]) == 2
+    )
+    assert "hrnet.ckpt: liftpose_config.module: not a lifter" in error_line(capsys)
+    assert infer_main([str(PHOTO), "--lifter", str(lifter_ckpt), "--out", str(foreign)]) == 2
+    assert "not made by liftpose" in error_line(capsys)
+    assert sorted(p.name for p in foreign.iterdir()) == ["keep.txt"]
+    # no --lifter and no ready lifter shipped
+    monkeypatch.setattr(lifting, "READY_LIFTER", tmp_path / "assets" / "ready_lifter.ckpt")
+    assert infer_main([str(PHOTO), "--out", str(tmp_path / "o")]) == 2
+    assert "ready_lifter.ckpt: --lifter: the ready lifter is not installed" in error_line(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_folder_of_photos_of_different_sizes(lifter_ckpt, tmp_path):
+    needs_photos()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    img = cv2.imread(str(PHOTO))
+    cv2.imwrite(str(photos / "a_full.jpg"), img)
+    cv2.imwrite(str(photos / "b_small.jpg"), cv2.resize(img, None, fx=0.6, fy=0.5))
+    out = tmp_path / "out"
+    assert infer_main([str(photos), "--lifter", str(lifter_ckpt), "--out", str(out)]) == 0
+    doc = json.loads((out / "poses.json").read_text())
+    assert [p["frame_names"] for p in doc["people"]] == [["a_full.jpg"], ["b_small.jpg"]]
+    a, b = (np.array(p["pose_2d"])[0, :, :2] for p in doc["people"])
+    np.testing.assert_allclose(b, a * [0.6, 0.5], atol=0.08 * img.shape[0])
+    # each photo normalised by its own size: (nearly) the same 3-D from both
+    p3 = [np.array(p["pose_3d"])[0] for p in doc["people"]]
+    assert np.linalg.norm(p3[0] - p3[1], axis=-1).mean() < 0.1
+    assert sorted(f.name for f in (out / "overlay").iterdir()) == ["a_full.png", "b_small.png"]
