@@ -6,6 +6,10 @@
 * Lifters at their papers' dimensions (PoseFormer; the SA/TA lifter of attn-2d3d-system):
   training samples per second (forward, backward, optimiser step; every output supervised) and
   inference samples per second (with test-time flip averaging), at 27 and 81 frames.
+* The image -> 3-D system (``liftpose-infer``): frames per second of each stage (decode,
+  detect with BlazePose, lift, draw) on a 2-second 25 fps clip of a real photo panned across
+  the frame (``../shared/data/coco_mini``; a rendered person without it), lifted by the ready
+  lifter (an untrained ``main_cpu`` PoseFormer where none is installed: the speed is the same).
 * Images: rendered person images (400 px wide, the embedded COCO set) and 128x96 crops per
   second, and crops per second through a detector (HRNet-W32 + CAM, flip test) as in
   ``liftpose-data detect``.
@@ -240,6 +244,53 @@ def bench_render(seconds: float, device: str) -> list[tuple[str, float]]:
     return out
 
 
+def bench_system(device: str, frames: int = 50) -> dict[str, float]:
+    """Frames per second of each stage of ``liftpose-infer`` on a short video (see above)."""
+    import os
+    import tempfile
+
+    import cv2
+    import imageio.v2 as imageio
+
+    from liftpose.system.lifting import READY_LIFTER, Lifter, load_lifter
+    from liftpose.system.pipeline import Settings, run
+
+    shared = Path(os.environ.get("LIFTPOSE_SHARED", Path(__file__).resolve().parents[3] / "shared"))
+    photo = shared / "data" / "coco_mini" / "val2017" / "000000397133.jpg"
+    if photo.is_file():
+        img = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+    else:
+        from liftpose.data.capture import RigConfig, place_cameras
+        from liftpose.data.embedded import load_sample
+        from liftpose.data.render import render_person, scaled_camera
+
+        clip = next(iter(next(iter(load_sample().values())).values()))[:1]
+        cam = place_cameras({"clip": clip}, RigConfig(), np.random.default_rng(0))[0]
+        img = render_person(cam.world_to_camera(clip)[0], scaled_camera(cam, 0.5)).image
+    if READY_LIFTER.is_file():
+        lifter = load_lifter(READY_LIFTER)
+    else:
+        from liftpose.tables.run import compose_job
+        from liftpose.train import build
+
+        cfg = compose_job([])
+        _, module = build(cfg)
+        lifter = Lifter(module.eval(), cfg, Path("untrained main_cpu"), cfg.frames, 50.0,
+                        "centred", 17)  # fmt: skip
+    h, w = img.shape[:2]
+    with tempfile.TemporaryDirectory() as tmp:
+        video = Path(tmp) / "clip.mp4"
+        with imageio.get_writer(video, fps=25, codec="libx264", macro_block_size=2,
+                                ffmpeg_log_level="error") as wr:  # fmt: skip
+            for i in range(frames):
+                a = np.float32([[1, 0, 2 * i - frames], [0, 1, 0]])
+                wr.append_data(cv2.warpAffine(img, a, (w, h), borderMode=cv2.BORDER_REFLECT))
+        res = run(Settings(input=video, out=Path(tmp) / "out", lifter=lifter, device=device,
+                           progress=False), log=lambda *_: None)  # fmt: skip
+    t = res["times"]
+    return {k: t.frames[k] / max(t.seconds[k], 1e-9) for k in t.seconds if t.frames.get(k)}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -254,6 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-data", action="store_true")
     ap.add_argument("--skip-model", action="store_true")
     ap.add_argument("--skip-render", action="store_true")
+    ap.add_argument("--skip-system", action="store_true", help="skip liftpose-infer's stages")
     ap.add_argument("--models", nargs="+", default=["poseformer", "attn_lifter"])
     ap.add_argument(
         "--strided-frames",
@@ -310,6 +362,14 @@ def main(argv: list[str] | None = None) -> None:
         for what, rate in bench_render(args.seconds, args.device):
             tab.add_row(what, f"{rate:,.1f}")
         con.print(tab)
+    if not args.skip_system:
+        tab = Table(title=f"liftpose-infer stages on a 25 fps video ({args.device})")
+        for c in ("stage", "frames/s"):
+            tab.add_column(c, justify="right")
+        for stage, rate in bench_system(args.device).items():
+            tab.add_row(stage, f"{rate:,.1f}")
+        con.print(tab)
+        con.print("lift: frames per second of the input video (resampled to the lifter's rate)")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ Colours: left limbs blue, right limbs red, the trunk and head grey; Human3.6M-17
 white dots, faded where the confidence is low or the joint was filled by interpolation; the
 detector's own keypoints are small yellow dots, faded by their confidence. The 3-D view is the
 camera's: x right, depth into the picture, up; each person root-relative, several people side
-by side one metre apart. Every picture is an RGB ``uint8`` array with even sides (what H.264
-needs).
+by side one metre apart. Every picture is an RGB ``uint8`` array, with even sides for video
+(what H.264 needs).
 
 Speed: matplotlib draws only what changes. The skeleton layer is rasterised on a transparent
 canvas and blended over the frame with numpy (no resampling of the photo inside matplotlib);
@@ -65,13 +65,15 @@ class OverlayDrawer:
     and layout.
     """
 
-    def __init__(self, max_side: int = 960) -> None:
+    def __init__(self, max_side: int = 960, even: bool = True) -> None:
         self.max_side = max_side
+        self.even = even  # even sides for video; a photo's overlay keeps the photo's size
         self._key: tuple | None = None
 
     def _setup(self, h: int, w: int) -> None:
         self.scale = min(1.0, self.max_side / max(h, w))
-        self.size = (_even(w * self.scale), _even(h * self.scale))
+        side = _even if self.even else (lambda v: max(1, int(round(v))))
+        self.size = (side(w * self.scale), side(h * self.scale))
         dpi = 100
         self.fig = Figure(figsize=(self.size[0] / dpi, self.size[1] / dpi), dpi=dpi)
         self.fig.patch.set_alpha(0.0)

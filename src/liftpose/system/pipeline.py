@@ -36,7 +36,7 @@ class Settings:
 
     input: Path
     out: Path
-    lifter: Path | None = None
+    lifter: Path | None = None  # or a loaded liftpose.system.lifting.Lifter
     detector: str = "blazepose"
     boxes: str | None = None
     layout: str | None = None
@@ -111,7 +111,7 @@ class Lifted:
 
 def run(settings: Settings, log=print) -> dict:
     """Run the system; returns a summary dict (files written, stage times, counts)."""
-    from liftpose.system.lifting import READY_LIFTER, load_lifter
+    from liftpose.system.lifting import READY_LIFTER, Lifter, load_lifter
     from liftpose.system.readers import is_keypoint_input, read_keypoints
     from liftpose.system.writers import check_output_folder
 
@@ -124,7 +124,7 @@ def run(settings: Settings, log=print) -> dict:
         raise DataError(
             READY_LIFTER, "--lifter", "the ready lifter is not installed; pass --lifter CKPT"
         )
-    lifter = load_lifter(s.lifter or READY_LIFTER)
+    lifter = s.lifter if isinstance(s.lifter, Lifter) else load_lifter(s.lifter or READY_LIFTER)
     if s.causal and lifter.window != "causal":
         raise DataError(
             lifter.path, "data.window", f"--causal needs a causally trained lifter "
@@ -386,8 +386,8 @@ def _draw(out, media, dets: Detections, lifted: list[Lifted], layout, s: Setting
     for p in lifted:
         for i, f in enumerate(p.frames):
             by_frame.setdefault(int(f), []).append((p, i))
-    overlay, skel = OverlayDrawer(), Skeleton3DDrawer()
     seq = dets.is_sequence
+    overlay, skel = OverlayDrawer(even=seq), Skeleton3DDrawer()
     rate = dets.fps or 50.0
     if seq:
         ov_video = VideoWriter(out, "overlay.mp4", rate)
