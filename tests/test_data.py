@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from liftpose.data.capture import CaptureConfig, DetectorNoise, capture, simulate_detector
-from liftpose.data.datamodule import LiftingDataModule, WindowDataset
+from liftpose.data.datamodule import LiftingDataModule, SplitArrays, WindowDataset
 from liftpose.data.h36m import load_sequences, write_dataset
 from liftpose.data.skeleton import H36M17
 from liftpose.data.windows import flip_pose, window_indices, window_offsets
@@ -346,3 +346,24 @@ def test_data_fingerprint_follows_content_not_location(tiny_root, tmp_path):
     assert a.fingerprint() != b.fingerprint()  # cache keys differ (another folder)
     assert a.data_fingerprint() == b.data_fingerprint() != ""
     assert make_dm(tiny_root, keypoints="det").data_fingerprint() != a.data_fingerprint()
+
+
+def test_causal_windows_end_at_their_target_frame():
+    from liftpose.data.windows import target_position
+
+    np.testing.assert_array_equal(window_offsets(5, "causal"), [-4, -3, -2, -1, 0])
+    np.testing.assert_array_equal(window_offsets(5), [-2, -1, 0, 1, 2])
+    assert target_position(5, "causal") == 4 and target_position(5) == 2
+    with pytest.raises(ValueError, match="window must be one of"):
+        window_offsets(5, "future")
+    t = 12
+    pose_2d = np.arange(t, dtype=np.float32)[:, None, None].repeat(17, 1).repeat(2, 2)
+    arrays = SplitArrays(
+        pose_2d=pose_2d, pose_3d=np.zeros((t, 17, 3), np.float32),
+        seq_start=np.zeros(1, np.int64), seq_len=np.array([t]), seq_action=np.zeros(1, np.int64),
+        action_names=["a"], seq_names=["a"],
+    )  # fmt: skip
+    batch = WindowDataset(arrays, 5, "centre", window="causal").__getitems__([0, 3, 11])
+    frames = batch["pose_2d"][:, :, 0, 0]
+    np.testing.assert_array_equal(frames, [[0, 0, 0, 0, 0], [0, 0, 1, 2, 3], [7, 8, 9, 10, 11]])
+    np.testing.assert_array_equal(batch["frame"], [0, 3, 11])

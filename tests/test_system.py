@@ -67,8 +67,8 @@ def heatmap_ckpt(tmp_path_factory) -> Path:
     from hydra.utils import instantiate
 
     cfg = compose_cfg("train", [
-        "experiment=attn_2d3d/hrnet_w32_cam", "data.image_size=[64,48]",
-        "data.heatmap_size=[16,12]", "model.stage_modules=[1,1,1]", "model.stage_blocks=1",
+        "experiment=attn_2d3d/hrnet_w32_cam", "data.image_size=[64,32]",
+        "data.heatmap_size=[16,8]", "model.stage_modules=[1,1,1]", "model.stage_blocks=1",
         "model.width=16",
     ])  # fmt: skip
     torch.manual_seed(0)
@@ -87,7 +87,8 @@ def needs_photos():
 
 
 def error_line(capsys) -> str:
-    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("liftpose-")]
+    err = capsys.readouterr().err.splitlines()
+    lines = [ln for ln in err if ln.startswith("liftpose-") and ": error: " in ln]
     assert len(lines) == 1, lines
     return lines[0]
 
@@ -282,3 +283,43 @@ def test_folder_of_photos_of_different_sizes(lifter_ckpt, tmp_path):
     p3 = [np.array(p["pose_3d"])[0] for p in doc["people"]]
     assert np.linalg.norm(p3[0] - p3[1], axis=-1).mean() < 0.1
     assert sorted(f.name for f in (out / "overlay").iterdir()) == ["a_full.png", "b_small.png"]
+
+
+# --------------------------------------------------------------------------- real photos
+def test_real_photos_oks_ap_and_plausible_3d(lifter_ckpt, tmp_path, capsys):
+    """BlazePose on the COCO val2017 photos of coco_mini scored with COCOeval, and every person
+    lifted from a photo with an annotated person checked for plausible 3-D."""
+    needs_photos()
+    from liftpose.metrics.coco import evaluate_keypoints
+    from liftpose.system.checks import coco_results, is_upright, plausibility
+    from liftpose.system.person import Person
+    from liftpose.system.pipeline import Settings, run
+
+    ann = COCO / "annotations" / "person_keypoints_val2017.json"
+    doc = json.loads(ann.read_text())
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for im in doc["images"]:
+        (photos / im["file_name"]).symlink_to(COCO / "val2017" / im["file_name"])
+    ids = {im["file_name"]: im["id"] for im in doc["images"]}
+    people_in = {a["image_id"] for a in doc["annotations"] if a["num_keypoints"] > 0}
+    res = run(Settings(input=photos, out=tmp_path / "out", lifter=lifter_ckpt, person="all",
+                       draw=False, progress=False))  # fmt: skip
+    results, checks = [], []
+    for p in res["people"]:
+        name = res["frames"][int(p.frames[0])].name
+        results += coco_results(ids[name], [Person(p.keypoints[0], p.scores[0], p.track.boxes[0])],
+                                "blazepose33")  # fmt: skip
+        if ids[name] in people_in:
+            checks.append(plausibility(p.pose_3d[0], is_upright(p.pose_2d[0])))
+    stats = evaluate_keypoints(ann, results)
+    rate = sum(c["ok"] for c in checks) / len(checks)
+    with capsys.disabled():
+        ap, ap50 = 100 * stats["AP"], 100 * stats["AP50"]
+        print(f"\ncoco_mini val2017: BlazePose OKS AP {ap:.1f}, AP50 {ap50:.1f}; "
+              f"plausible 3-D {rate:.0%} of {len(checks)} people")  # fmt: skip
+    assert stats["AP"] > 0.10 and stats["AP50"] > 0.18  # one person per photo: recall-bound
+    assert len(checks) >= 15
+    assert all(c["head_above_pelvis"] is not False for c in checks)
+    if lifter_ckpt == READY_LIFTER:
+        assert rate == 1.0, [c for c in checks if not c["ok"]]

@@ -153,21 +153,31 @@ def test_seed_zero_seeds(tiny_root, tmp_path):
 def test_infer_lifts_a_keypoint_file(tiny_root, tmp_path):
     import numpy as np
 
+    from liftpose.data.camera import normalize_screen_coordinates
     from liftpose.data.h36m import load_sequences
     from liftpose.infer import main as infer_main
+    from liftpose.system.lifting import lift_sequence, load_lifter
 
     run = tmp_path / "run"
     run_train(tiny_cfg(tiny_root, run, ["trainer.max_epochs=1", "test=false"]))
     seq = load_sequences(tiny_root, "tiny", "gt", ["C"])[0]
-    np.savez(tmp_path / "kp.npz", keypoints=seq.pose_2d)
+    w, h = 1000, 1002
+    pixels = (seq.pose_2d + [1, h / w]) * w / 2  # the normalised 2-D back to pixels
+    np.savez(tmp_path / "kp.npz", keypoints=pixels, layout="h36m17", fps=50.0)
     ckpt = str(run / "checkpoints" / "last.ckpt")
-    out = tmp_path / "out.npz"
-    assert infer_main([ckpt, str(tmp_path / "kp.npz"), "--normalised", "--out", str(out)]) == 0
-    poses = np.load(out)["poses_3d"]
+    out = tmp_path / "out"
+    argv = [str(tmp_path / "kp.npz"), "--lifter", ckpt, "--no-draw", "--out", str(out)]
+    assert infer_main([*argv, "--width", str(w), "--height", str(h)]) == 0
+    with np.load(out / "poses.npz") as f:
+        poses = f["person0/pose_3d"]
     assert poses.shape == seq.pose_3d.shape and np.isfinite(poses).all()
     np.testing.assert_array_equal(poses[:, 0], 0.0)  # root-relative
+    # the same as lifting the normalised sequence directly (same rate: no resampling)
+    lifter = load_lifter(ckpt)
+    direct = lift_sequence(lifter, normalize_screen_coordinates(pixels, w, h))
+    np.testing.assert_allclose(poses, direct, atol=1e-5)
     # pixels without an image size are refused with a clear message
-    assert infer_main([ckpt, str(tmp_path / "kp.npz"), "--out", str(out)]) == 2
+    assert infer_main([*argv[:-1], str(tmp_path / "out2")]) == 2
 
 
 def test_data_cli_info(tiny_root, capsys):
