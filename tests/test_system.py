@@ -186,10 +186,40 @@ def test_heatmap_detector_top_down_on_previous_boxes(lifter_ckpt, heatmap_ckpt, 
     out = tmp_path / "out"
     args = [str(clip), "--lifter", str(lifter_ckpt), "--detector", f"hrnet:{heatmap_ckpt}",
             "--boxes", "previous", "--threshold", "0", "--out", str(out), "--no-draw"]  # fmt: skip
-    assert infer_main(args) == 0
+    assert infer_main(args) == 0  # (an untrained network: the path, not the keypoints)
     doc = json.loads((out / "poses.json").read_text())
     assert doc["layout"] == "coco17" and "heatmap network" in doc["detector"]
     assert np.array(doc["people"][0]["keypoints"]).shape == (4, 17, 3)
+    # boxes from a COCO detections json, matched to photos by the number in their file names
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / PHOTO.name).symlink_to(PHOTO)
+    (photos / "000000000001.jpg").symlink_to(PHOTO)
+    dets = [
+        {"image_id": int(PHOTO.stem), "category_id": 1, "bbox": [380, 80, 190, 300], "score": 0.9},
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.1},
+    ]
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    out = tmp_path / "out2"
+    args = [
+        str(photos),
+        "--lifter",
+        str(lifter_ckpt),
+        "--detector",
+        f"hrnet:{heatmap_ckpt}",
+        "--boxes",
+        str(tmp_path / "dets.json"),
+        "--threshold",
+        "0",
+        "--out",
+        str(out),
+    ]
+    assert infer_main([*args, "--no-draw"]) == 0
+    doc = json.loads((out / "poses.json").read_text())
+    (person,) = doc["people"]  # the low-scoring box of the other photo is ignored
+    kp = np.array(person["keypoints"])[0]
+    assert person["frame_names"] == [PHOTO.name]
+    assert (kp[:, 0] > 380 - 60).all() and (kp[:, 0] < 570 + 60).all()  # inside the padded box
 
 
 def test_causal_lifting_sees_only_the_past(causal_ckpt, lifter_ckpt, tiny_root, tmp_path, capsys):

@@ -83,9 +83,11 @@ class Progress:
 
     def iterate(self, items: Iterable, total: int, what: str) -> Iterator:
         if self.tty:
+            from rich.console import Console
             from rich.progress import track
 
-            yield from track(items, total=total, description=what, transient=True)
+            console = Console(stderr=True)
+            yield from track(items, total=total, description=what, transient=True, console=console)
             return
         step = max(1, total // 10)
         for i, item in enumerate(items):
