@@ -96,9 +96,11 @@ def test_layout_tables_are_consistent():
     for lay in LAYOUTS.values():
         assert len(lay.left) == len(lay.right) and not set(lay.left) & set(lay.right)
         for a, b in zip(lay.left, lay.right):
-            assert lay.names[a].lower().replace("left", "") == lay.names[b].lower().replace(
-                "right", ""
-            ) or lay.names[a][1:] == lay.names[b][1:]
+            assert (
+                lay.names[a].lower().replace("left", "")
+                == lay.names[b].lower().replace("right", "")
+                or lay.names[a][1:] == lay.names[b][1:]
+            )
         assert all(0 <= a < lay.num_joints and 0 <= b < lay.num_joints for a, b in lay.edges)
         np.testing.assert_allclose(lay.to_h36m.sum(1), 1.0)
     assert layout_for_joint_count(25) == "body25" and layout_for_joint_count(17) is None
@@ -258,6 +260,10 @@ def test_resample_round_trip():
     x = np.stack([np.sin(times), np.cos(times)], -1)[:, None]
     back = resample(grid, resample(times, x, grid), times)
     np.testing.assert_allclose(back, x, atol=2e-4)
+    # zero-order hold: each new time takes the last sample at or before it, never a later one
+    held = resample(times, x, grid, hold=True)
+    src = np.floor(grid * 30 + 1e-6).astype(int)
+    np.testing.assert_array_equal(held, x[src])
 
 
 # --------------------------------------------------------------------------- output folder

@@ -296,21 +296,24 @@ def _prepare(tr: Track, dets: Detections, layout, lifter, s: Settings) -> _Prepa
         [normalize_screen_coordinates(v, w, h) for v, (w, h) in zip(filled.values, sizes)]
     )
     if seq:
-        rate = dets.fps if dets.fps else lifter.fps
+        rate = dets.fps if dets.fps else lifter.fps  # a keypoint file of unknown rate
         t = np.array([dets.frames[f].time for f in frames], dtype=object)
-        t = np.where(t == None, frames / rate, t).astype(np.float64)  # noqa: E711
+        t = np.array([f / rate if v is None else v for f, v in zip(frames, t)], np.float64)
     else:
         t = np.full(len(frames), np.nan)
     return _Prepared(tr, frames, t, kp, sc, filled.values, c2d, filled.filled, norm, seq)
 
 
 def _lift(p: _Prepared, lifter) -> Lifted:
-    """Resample to the lifter's rate, lift, and sample back at the track's frame times."""
+    """Resample to the lifter's rate, lift, and sample back at the track's frame times (a
+    causal lifter: by holding the last sample both ways, so no later frame is used)."""
     from liftpose.system.lifting import lift_sequence
 
     if p.sequence and len(p.times) > 1:
+        hold = lifter.window == "causal"
         grid = uniform_times(p.times[0], p.times[-1], lifter.fps)
-        pose_3d = resample(grid, lift_sequence(lifter, resample(p.times, p.norm, grid)), p.times)
+        lifted = lift_sequence(lifter, resample(p.times, p.norm, grid, hold))
+        pose_3d = resample(grid, lifted, p.times, hold)
     else:
         pose_3d = lift_sequence(lifter, p.norm)
     pose_3d[:, 0] = 0.0

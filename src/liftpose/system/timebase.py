@@ -5,7 +5,8 @@ is filled by linear interpolation between the nearest confident frames of the sa
 the gap is at most ``max_gap`` frames long (at the ends of a track: the nearest confident
 value, within ``max_gap`` too). Longer gaps keep the detector's own estimate where it gave one
 (its confidence stays low) and are refused where it gave none. :func:`resample` moves a sequence
-sampled at times ``t`` to a uniform grid (the lifter's rate) and back, linearly.
+sampled at times ``t`` to a uniform grid (the lifter's rate) and back, linearly (or by holding
+the last sample, which looks at no later frame, for causal lifting).
 """
 
 from __future__ import annotations
@@ -85,10 +86,16 @@ def uniform_times(t0: float, t1: float, fps: float) -> np.ndarray:
     return t0 + np.arange(max(n, 1)) / fps
 
 
-def resample(times: np.ndarray, values: np.ndarray, new_times: np.ndarray) -> np.ndarray:
-    """Linear interpolation of ``values (T, ...)`` sampled at increasing ``times (T,)`` onto
-    ``new_times (T',)`` (held at the ends)."""
+def resample(
+    times: np.ndarray, values: np.ndarray, new_times: np.ndarray, hold: bool = False
+) -> np.ndarray:
+    """``values (T, ...)`` sampled at increasing ``times (T,)`` onto ``new_times (T',)``:
+    linear interpolation (held at the ends), or with ``hold`` the last sample at or before
+    each new time (zero-order hold: no look-ahead, for causal use)."""
     times = np.asarray(times, np.float64)
+    if hold:
+        idx = np.searchsorted(times, np.asarray(new_times) + 1e-9, side="right") - 1
+        return np.asarray(values)[np.clip(idx, 0, len(times) - 1)]
     flat = np.asarray(values, np.float64).reshape(len(times), -1)
     if len(times) == 1:
         out = np.repeat(flat, len(new_times), axis=0)
