@@ -365,3 +365,20 @@ def test_real_photos_oks_ap_and_plausible_3d(lifter_ckpt, tmp_path, capsys):
     assert all(c["head_above_pelvis"] is not False for c in checks)
     if lifter_ckpt == READY_LIFTER:
         assert rate == 1.0, [c for c in checks if not c["ok"]]
+
+
+def test_fitted_joint_map_option(lifter_ckpt, tmp_path):
+    """--joint-map fitted:<file> maps COCO-17 with the weights a detector source file stores."""
+    rng = np.random.default_rng(0)
+    w = rng.dirichlet(np.ones(17), size=17)  # rows sum to one
+    meta = {"detector": {"h36m_from_coco": w.tolist()}}
+    src = tmp_path / "data_2d_x_hrnet.npz"
+    np.savez(src, positions_2d=np.array({}, dtype=object), metadata=np.array(meta, dtype=object))
+    kp = rng.uniform(100, 300, (3, 17, 2))
+    np.savez(tmp_path / "kp.npz", keypoints=kp, layout="coco17", image_size=[400, 400])
+    out = tmp_path / "out"
+    args = [str(tmp_path / "kp.npz"), "--lifter", str(lifter_ckpt), "--no-draw", "--out"]
+    assert infer_main([*args, str(out), "--joint-map", f"fitted:{src}"]) == 0
+    with np.load(out / "poses.npz") as f:
+        np.testing.assert_allclose(f["person0/pose_2d"][..., :2], np.einsum("jk,tkc->tjc", w, kp))
+    assert infer_main([*args, str(tmp_path / "o2"), "--joint-map", "fitted:" + str(out)]) == 2
