@@ -9,7 +9,8 @@
 2. Clip: a sequence of the held-out actor ``dg`` of the embedded data, filmed by one of its
    virtual cameras and rendered to ``clip.mp4`` by :mod:`liftpose.data.render`; lifted from the
    exact 2-D of the same frames, and (with ``--detector-ckpt``) through ``liftpose-infer
-   clip.mp4 --detector hrnet:<ckpt>``. MPJPE and P-MPJPE against the known 3-D are printed.
+   clip.mp4 --detector hrnet:<ckpt> --boxes boxes.json`` (the ground-truth person boxes).
+   MPJPE and P-MPJPE against the known 3-D are printed.
 
 Everything lands in ``--out`` (``photos/``, ``clip/``, ``exact_2d/``, ``hrnet/`` and
 ``demo_metrics.json``); it must be new or empty.
@@ -42,8 +43,9 @@ def photo_report(coco_root: Path, out: Path, lifter: Path | None, log=print) -> 
     from liftpose.system.pipeline import Settings, run
 
     ann = coco_root / "annotations" / "person_keypoints_val2017.json"
-    images = json.loads(ann.read_text())["images"]
-    ids = {im["file_name"]: im["id"] for im in images}
+    doc = json.loads(ann.read_text())
+    ids = {im["file_name"]: im["id"] for im in doc["images"]}
+    people_in = {a["image_id"] for a in doc["annotations"] if a["num_keypoints"] > 0}
     res = run(Settings(input=coco_root / "val2017", out=out, lifter=lifter, person="all",
                        progress=False), log=log)  # fmt: skip
     results, checks = [], []
@@ -52,11 +54,15 @@ def photo_report(coco_root: Path, out: Path, lifter: Path | None, log=print) -> 
         person = Person(p.keypoints[0], p.scores[0], p.track.boxes[0])
         if name in ids:
             results += coco_results(ids[name], [person], "blazepose33")
-        upright = is_upright(p.pose_2d[0])
-        checks.append({"image": name, "upright": upright, **plausibility(p.pose_3d[0], upright)})
+        if ids.get(name) in people_in:  # plausibility where COCO has a person
+            upright = is_upright(p.pose_2d[0])
+            checks.append(
+                {"image": name, "upright": upright, **plausibility(p.pose_3d[0], upright)}
+            )
     stats = evaluate_keypoints(ann, results)
     passed = sum(c["ok"] for c in checks)
-    log(f"photos: {len(res['frames'])} images, {len(checks)} people; BlazePose OKS AP "
+    log(f"photos: {len(res['frames'])} images, {len(res['people'])} people found, "
+        f"{len(checks)} in photos with an annotated person; BlazePose OKS AP "
         f"{100 * stats['AP']:.1f} (AP50 {100 * stats['AP50']:.1f}); plausible 3-D "
         f"{passed}/{len(checks)}")  # fmt: skip
     return {"coco": stats, "people": len(checks), "plausible": passed, "checks": checks}
@@ -89,14 +95,23 @@ def render_clip(
         for j in joints:
             w.append_data(render_person(j, cam, style=style).image)
     pose_2d = cam.project(joints)
+    # the ground-truth person boxes as COCO detections (image id: the frame index), the box
+    # protocol of top-down evaluation and of liftpose-data detect
+    boxes = [{"image_id": f, "category_id": 1, "score": 1.0,
+              "bbox": [*(lo := p.min(0)).round(1).tolist(), *(p.max(0) - lo).round(1).tolist()]}
+             for f, p in enumerate(pose_2d)]  # fmt: skip
+    (out / "boxes.json").write_text(json.dumps(boxes))
     np.savez(out / "exact_2d.npz", keypoints=pose_2d, layout="h36m17", fps=50.0,
              image_size=np.array([cam.res_w, cam.res_h], np.float64))  # fmt: skip
     return {"action": action, "camera": cam.id, "pose_3d": joints - joints[:, :1],
             "size": (cam.res_w, cam.res_h), "frames": len(joints)}  # fmt: skip
 
 
-def clip_report(out: Path, lifter: Path | None, detector_ckpt: Path | None, log=print) -> dict:
-    """The rendered ``dg`` clip lifted from its exact 2-D and through the heatmap detector."""
+def clip_report(
+    out: Path, lifter: Path | None, detector_ckpt: Path | None, threshold: float = 0.3, log=print
+) -> dict:
+    """The rendered ``dg`` clip lifted from its exact 2-D and through the heatmap detector (on
+    the ground-truth boxes; joints whose heatmap peak is below ``threshold`` are filled)."""
     import torch
 
     from liftpose.metrics.functional import mpjpe, p_mpjpe
@@ -110,7 +125,8 @@ def clip_report(out: Path, lifter: Path | None, detector_ckpt: Path | None, log=
     if detector_ckpt is not None:
         runs.append(("hrnet", Settings(input=out / "clip" / "clip.mp4", out=out / "hrnet",
                                        lifter=lifter, detector=f"hrnet:{detector_ckpt}",
-                                       boxes="previous", progress=False)))  # fmt: skip
+                                       boxes=str(out / "clip" / "boxes.json"),
+                                       threshold=threshold, progress=False)))  # fmt: skip
     for name, settings in runs:
         res = run(settings, log=log)
         p = res["people"][0]
@@ -140,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lifter", default=None, help="lifter checkpoint (default: the ready one)")
     ap.add_argument("--detector-ckpt", default=None, help="a module=heatmap checkpoint")
     ap.add_argument("--skip-photos", action="store_true")
+    ap.add_argument("--threshold", type=float, default=0.3, help="for the heatmap detector run")
     args = ap.parse_args(argv)
     from liftpose.system.writers import check_output_folder
 
@@ -156,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         elif not args.skip_photos:
             print(f"demo: {coco} not found: photos skipped")
         det = Path(args.detector_ckpt) if args.detector_ckpt else None
-        report["clip"] = clip_report(out, lifter, det)
+        report["clip"] = clip_report(out, lifter, det, args.threshold)
     except (DataError, ConfigError) as e:
         print(f"demo: error: {e}", file=sys.stderr)
         return 2
