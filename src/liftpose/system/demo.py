@@ -69,7 +69,7 @@ def photo_report(coco_root: Path, out: Path, lifter: Path | None, log=print) -> 
 
 
 def render_clip(
-    out: Path, frames: int = 100, scale: float = 0.5, action: str | None = None, seed: int = 0
+    out: Path, frames: int = 100, scale: float = 1.0, action: str | None = None, seed: int = 0
 ) -> dict:
     """Render a ``dg`` sequence of the embedded data to ``out/clip.mp4``; write its exact 2-D
     (``exact_2d.npz``, Human3.6M-17 pixels) and return the known root-relative 3-D."""
@@ -83,8 +83,8 @@ def render_clip(
     ensure_embedded(root, "hdm05")
     positions, _ = read_npz_dict(dataset_files(root, "hdm05", "gt")["3d"], "positions_3d")
     names = sorted(positions["dg"])
-    walks = [n for n in names if n.startswith("walk")]
-    action = action or (walks or names)[0]
+    throws = [n for n in names if n.startswith("throwBasketball")]  # upright, arms moving
+    action = action or (throws or names)[0]
     cam = scaled_camera(next(iter(dataset_cameras(root, "hdm05")["dg"].values())), scale)
     world = np.asarray(positions["dg"][action], np.float64)[:frames]
     joints = cam.world_to_camera(world)

@@ -184,11 +184,12 @@ class HeatmapTopDown:
         )
         xy, peaks = detect_crops(self.model, crops, self.info, 32, True, self.device)
         people = []
-        for a, k, s in zip(affines, xy, peaks):
+        for box, a, k, s in zip(boxes, affines, xy, peaks):
             inv = cv2.invertAffineTransform(a)
             img_xy = k @ inv[:, :2].T + inv[:, 2]
             s = np.clip(s.astype(np.float64), 0.0, 1.0)
-            people.append(Person(img_xy.astype(np.float64), s, box_of(img_xy, s, 0.2)))
+            # the person's box is the box it was found in (stabler than its keypoints' extent)
+            people.append(Person(img_xy.astype(np.float64), s, np.asarray(box, np.float64)))
         return people
 
     def __call__(self, image: np.ndarray, frame: Frame) -> list[Person]:
@@ -196,10 +197,16 @@ class HeatmapTopDown:
         people = self.keypoints(image, self._boxes(image, frame))
         if first:  # the whole image is a poor crop: refine on the box it gave, twice
             for _ in range(2):
-                people = self.keypoints(image, [p.box for p in people])
+                people = self.keypoints(image, [_keypoint_box(p) for p in people])
         if self.box_source == "previous":
-            self._previous = [p.box for p in people if p.scores.mean() > 0.2]
+            self._previous = [_keypoint_box(p) for p in people if p.scores.mean() > 0.2]
         return people
+
+
+def _keypoint_box(p: Person) -> np.ndarray:
+    """The extent of a person's confident keypoints (the next crop of ``previous`` boxes)."""
+    box = box_of(p.keypoints, p.scores, 0.2)
+    return p.box if box is None else box
 
 
 def _read_box_json(p: Path, min_score: float) -> dict[int, list[np.ndarray]]:

@@ -28,9 +28,10 @@ class Track:
     boxes: np.ndarray
 
     @property
-    def mean_area(self) -> float:
+    def total_area(self) -> float:
+        """Box area summed over the track's frames (pixels^2 x frames): size and duration."""
         wh = np.clip(self.boxes[:, 2:] - self.boxes[:, :2], 0, None)
-        return float((wh[:, 0] * wh[:, 1]).mean())
+        return float((wh[:, 0] * wh[:, 1]).sum())
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -93,13 +94,14 @@ def track_people(dets: Detections, min_iou: float = 0.3, max_gap: int = 10) -> l
 
 
 def select_tracks(tracks: list[Track], person: str) -> list[Track]:
-    """``largest`` (the largest mean box), ``all``, or one track id; ``ValueError`` otherwise."""
+    """``largest`` (the largest box area summed over its frames: the person seen biggest and
+    longest), ``all``, or one track id; ``ValueError`` otherwise."""
     if not tracks:
         return []
     if person == "all":
         return tracks
     if person == "largest":
-        return [max(tracks, key=lambda t: (t.mean_area, -t.id))]
+        return [max(tracks, key=lambda t: (t.total_area, -t.id))]
     try:
         tid = int(person)
     except ValueError:
