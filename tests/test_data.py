@@ -351,11 +351,11 @@ def test_data_fingerprint_follows_content_not_location(tiny_root, tmp_path):
 def test_causal_windows_end_at_their_target_frame():
     from liftpose.data.windows import target_position
 
-    np.testing.assert_array_equal(window_offsets(5, "causal"), [-4, -3, -2, -1, 0])
+    np.testing.assert_array_equal(window_offsets(5, window="causal"), [-4, -3, -2, -1, 0])
     np.testing.assert_array_equal(window_offsets(5), [-2, -1, 0, 1, 2])
     assert target_position(5, "causal") == 4 and target_position(5) == 2
     with pytest.raises(ValueError, match="window must be one of"):
-        window_offsets(5, "future")
+        window_offsets(5, window="future")
     t = 12
     pose_2d = np.arange(t, dtype=np.float32)[:, None, None].repeat(17, 1).repeat(2, 2)
     arrays = SplitArrays(

@@ -20,7 +20,7 @@ WINDOWS: tuple[str, ...] = ("centred", "causal")
 
 
 def window_offsets(
-    receptive_field: int, allow_even: bool = False, window: str = "centred"
+    receptive_field: int, allow_even: bool = False, *, window: str = "centred"
 ) -> torch.Tensor:
     """Offsets ``(T,)`` of a window relative to its target frame. ``centred``: the target is
     frame ``T // 2``, offsets ``-T // 2 .. T - 1 - T // 2``; ``causal``: the target is the last

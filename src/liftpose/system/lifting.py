@@ -109,7 +109,8 @@ def lift_sequence(lifter: Lifter, pose_2d: np.ndarray, batch_size: int = 1024) -
         action_names=["input"],
         seq_names=["input"],
     )
-    ds = WindowDataset(arrays, lifter.frames, "centre", window=lifter.window)
+    # "sequence" windows accept the even lengths of sequence-to-sequence lifters too
+    ds = WindowDataset(arrays, lifter.frames, "sequence", window=lifter.window)
     out = []
     for s in range(0, len(ds), batch_size):
         x = ds.__getitems__(list(range(s, min(s + batch_size, len(ds)))))["pose_2d"]
