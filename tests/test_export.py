@@ -1,5 +1,5 @@
-"""liftpose-export: every lifter as ONNX (onnxruntime equals PyTorch within 1e-5) and as
-TorchScript; bad input gets one line and exit 2."""
+"""liftpose-export: every lifter (and one trained with TMT) as ONNX (onnxruntime equals
+PyTorch within 1e-5) and as TorchScript; bad input gets one line and exit 2."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ LIFTERS = {
     "videopose3d": ["experiment=videopose3d_cpu", "frames=9", "model.channels=32",
                     "model.filter_widths=[3,3]"],
     "ampose": ["experiment=ampose_cpu", "model.embed_dim=32", "model.depth=1"],
+    # a lifter trained with TMT takes 2 + k channels: the export feeds zero motion channels
+    "poseformer_tmt": ["experiment=main_cpu", "module=tmt", "module.motion=va3", "frames=9",
+                       "model.embed_dim_ratio=8", "model.depth=1"],
 }  # fmt: skip
 
 

@@ -4,7 +4,7 @@
     liftpose-export run/checkpoints/last.ckpt --format torchscript --out lifter.pt
 
 The exported graph is the lifter's evaluation path, what ``liftpose-infer`` runs per window:
-input ``pose_2d (B, T, J, C)`` normalised 2-D windows (``T`` the checkpoint's frames; ``B``
+input ``pose_2d (B, T, J, 2)`` normalised 2-D windows (``T`` the checkpoint's frames; ``B``
 free), output ``pose_3d (B, T_out, J, 3)`` in metres, root joint zeroed, averaged with the
 mirrored input's prediction when the run tests with flips. ``T_out`` is 1 (the target frame)
 or ``T`` (seq2seq lifters); the target frame is the centre, or the last for a causal lifter.
@@ -36,6 +36,9 @@ class EvalLifter(nn.Module):
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.model = module.model
+        # TMT's lifters take 2 + k channels and see zero motion channels at inference
+        steps = getattr(module, "steps", ("plain",))
+        self.zero_channels = 0 if steps == ("plain",) else int(module.input_channels) - 2
         self.test_flip = bool(module.hparams.test_flip)
         self.zero_root = bool(module.hparams.zero_root_eval)
         self.register_buffer("perm", module.flip_perm.clone().long())
@@ -46,20 +49,24 @@ class EvalLifter(nn.Module):
         sign[0] = -1.0
         return y * sign
 
+    def _lift(self, x: torch.Tensor) -> torch.Tensor:
+        if self.zero_channels:
+            x = torch.cat([x, x.new_zeros(*x.shape[:-1], self.zero_channels)], dim=-1)
+        return self.model(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pred = self.model(x)
+        pred = self._lift(x)
         if self.test_flip:
-            pred = (pred + self._flip(self.model(self._flip(x)))) / 2
+            pred = (pred + self._flip(self._lift(self._flip(x)))) / 2
         if self.zero_root:
             pred = torch.cat([torch.zeros_like(pred[..., :1, :]), pred[..., 1:, :]], dim=-2)
         return pred
 
 
 def example_input(lifter, batch: int = 2, seed: int = 0) -> torch.Tensor:
-    """A random normalised window batch ``(B, T, J, C)`` for ``lifter`` (a loaded Lifter)."""
-    c = int(lifter.cfg.model.get("in_chans", 2))
+    """A random normalised 2-D window batch ``(B, T, J, 2)`` for ``lifter`` (a loaded Lifter)."""
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(batch, lifter.frames, lifter.num_joints, c, generator=g) * 1.6 - 0.8
+    return torch.rand(batch, lifter.frames, lifter.num_joints, 2, generator=g) * 1.6 - 0.8
 
 
 def export(lifter, fmt: str, path: str | Path, atol: float = 1e-5) -> float:

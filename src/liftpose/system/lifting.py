@@ -75,6 +75,11 @@ def load_lifter(path: str | Path) -> Lifter:
         raise DataError(p, "liftpose_config", f"cannot rebuild the run ({e})") from e
     if not isinstance(module, LiftingModule):
         raise DataError(p, "liftpose_config.module", f"not a lifter ({target})")
+    if target.endswith("RefineModule"):
+        raise DataError(
+            p, "liftpose_config.module", "a refinement stage needs each window's camera and "
+            "ground-truth root depth, which photos and videos do not have: use its first stage"
+        )  # fmt: skip
     module.load_state_dict(ckpt["state_dict"])
     module.window = str(cfg.data.get("window", "centred"))
     return Lifter(
