@@ -211,6 +211,12 @@ def test_loader_rejects_malformed_files(tmp_path):
     with pytest.raises(DataError, match=r"data_test_3dhp\.npz: data: missing key"):
         load_3dhp_test(p)
 
+    # a file liftpose did not write is never replaced
+    with pytest.raises(DataError, match=r"data_test_3dhp\.npz: file: exists and was not written"):
+        write_3dhp_test(p, synthetic_3dhp_test(frames=20))
+    assert sorted(np.load(p).files) == ["positions"]
+    p.unlink()
+
     def broken(mutate):
         raw = synthetic_3dhp_test(frames=20)
         mutate(raw)

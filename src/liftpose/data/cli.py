@@ -2,13 +2,13 @@
 
 Examples::
 
-    liftpose-data embedded --root data/hdm05           # film the packaged HDM05 sample
+    liftpose-data embedded                             # film the packaged HDM05 sample
     liftpose-data hdm05-sample --src ../shared/data/hdm05  # rebuild the packaged sample
-    liftpose-data info --root data/hdm05 --name hdm05 --keypoints det
+    liftpose-data info --root .cache/liftpose/embedded/hdm05 --name hdm05 --keypoints det
     liftpose-data bandai-3dhp --src ../shared/data/bandai1/data --root data/bandai_3dhp
     liftpose-data render --root data/rendered --train 300 --val 100  # 2-D detector images
-    liftpose-data detect --root data/hdm05 --name hdm05 --ckpt <heatmap run>/last.ckpt \
-        --source hrnet_w32_cam --every 5      # a trained detector as a 2-D source
+    liftpose-data detect --root .cache/liftpose/embedded/hdm05 --name hdm05 \
+        --ckpt <heatmap run>/last.ckpt --source hrnet_w32_cam --every 5  # a detector as 2-D
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+#: where the embedded dataset is built (``data.root`` of ``conf/data/embedded.yaml``)
+EMBEDDED_ROOT = ".cache/liftpose/embedded/hdm05"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("embedded", help="write the virtual-capture dataset of the packaged sample")
-    e.add_argument("--root", default="data/hdm05", help="output folder (default: %(default)s)")
+    e.add_argument("--root", default=EMBEDDED_ROOT, help="output folder (default: %(default)s)")
     e.add_argument("--seed", type=int, default=0, help="capture seed (default: %(default)s)")
     s = sub.add_parser("hdm05-sample", help="rebuild the packaged HDM05 sample from ASF/AMC files")
     s.add_argument("--src", required=True, help="folder with HDM_<actor>.asf and *.amc files")
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         "detect",
         help="run a trained 2-D detector over a dataset's rendered frames: data_2d_<name>_<source>",
     )
-    d.add_argument("--root", default="data/hdm05", help="dataset folder (default: %(default)s)")
+    d.add_argument("--root", default=EMBEDDED_ROOT, help="dataset folder (default: %(default)s)")
     d.add_argument("--name", default="hdm05", help="dataset name (default: %(default)s)")
     d.add_argument("--ckpt", required=True, help="a module=heatmap checkpoint")
     d.add_argument("--source", required=True, help="name of the new 2-D source")

@@ -41,6 +41,7 @@ from liftpose.data.mpi3dhp import (
     write_3dhp_test,
 )
 from liftpose.errors import DataError
+from liftpose.utils.io import check_overwrite
 
 __all__ = [
     "H36M_TO_MPI3DHP",
@@ -151,6 +152,7 @@ def build_bandai_3dhp(
     atomically. Returns the path written.
     """
     src, root = Path(src), Path(root)
+    check_overwrite(root / file)  # before the work: a user's file of that name stays as it is
     paths = bandai_clips(src, num_clips)
     motions = []
     for p in paths:

@@ -55,7 +55,7 @@ from liftpose.data.transforms2d import (
 )
 from liftpose.errors import ConfigError, DataError
 from liftpose.system.joints import COCO_FROM_H36M
-from liftpose.utils.io import atomic_path
+from liftpose.utils.io import MARKER_KEY, atomic_path, marker
 
 __all__ = [
     "DERIVED_H36M_JOINTS",
@@ -400,7 +400,10 @@ def _detect(
     path = files["2d"]
     with atomic_path(path, suffix=".tmp.npz") as tmp:
         np.savez_compressed(
-            tmp, positions_2d=np.array(out, dtype=object), metadata=np.array(meta, dtype=object)
+            tmp,
+            positions_2d=np.array(out, dtype=object),
+            metadata=np.array(meta, dtype=object),
+            **{MARKER_KEY: np.array(marker("dataset-2d", name=name, source=source))},
         )
     return path
 

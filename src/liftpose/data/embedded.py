@@ -5,6 +5,11 @@ holds real motion capture of the HDM05 actors retargeted to the Human3.6M 17 joi
 :func:`ensure_embedded` turns it into a Human3.6M-style dataset (actors -> subjects, clips ->
 actions such as ``"squat1Reps 3"``, four virtual cameras with the Human3.6M intrinsics) written in
 the VideoPose3D layout, once, and reuses it while the capture settings are unchanged.
+
+The build goes to its own folder, ``data.root`` of ``conf/data/embedded.yaml``
+(``<paths.cache_dir>/embedded/hdm05``; ``liftpose-data embedded --root`` elsewhere). Its files
+carry liftpose markers (:mod:`liftpose.utils.io`): a folder holding a user's file of the same name
+is never written into (:class:`~liftpose.errors.DataError` naming the file).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from liftpose.data.capture import CaptureConfig, DetectorNoise, RigConfig, capture
 from liftpose.data.h36m import dataset_files, write_dataset
 from liftpose.errors import DataError
-from liftpose.utils.io import atomic_write_text
+from liftpose.utils.io import atomic_write_text, has_marker
 
 SAMPLE_NAME = "hdm05_sample.npz"
 
@@ -64,7 +69,12 @@ def capture_config(cfg: dict | None) -> CaptureConfig:
 
 
 def ensure_embedded(root: str | Path, name: str = "hdm05", cfg: dict | None = None) -> Path:
-    """Build the virtual-capture dataset under ``root`` unless an identical build is there."""
+    """Build the virtual-capture dataset under ``root`` unless an identical build is there.
+
+    Raises:
+        DataError: ``root`` holds files that liftpose did not write (a user's dataset, say);
+            nothing is written then.
+    """
     root = Path(root)
     cc = capture_config(cfg)
     spec = json.dumps(
@@ -75,9 +85,34 @@ def ensure_embedded(root: str | Path, name: str = "hdm05", cfg: dict | None = No
     files = [*dataset_files(root, name, "gt").values(), dataset_files(root, name, "det")["2d"]]
     if stamp.exists() and stamp.read_text() == digest and all(f.exists() for f in files):
         return root
+    foreign = foreign_files(root)
+    if foreign:
+        raise DataError(
+            root / foreign[0],
+            "file",
+            f"data.root={root} holds {len(foreign)} file(s) liftpose did not write; the embedded "
+            "data is built into its own folder (leave data.root at its default), and a dataset "
+            "of yours is read with its own config (e.g. data=h36m data.root=... data.name=...)",
+        )
     print(f"liftpose: filming the embedded HDM05 sample into {root} (virtual capture)")
     collection = load_sample()
     cameras, pos2d = capture(collection, cc)
     write_dataset(root, name, collection, pos2d, cameras)
     atomic_write_text(stamp, digest)
     return root
+
+
+def foreign_files(root: str | Path) -> list[str]:
+    """Names of the entries of ``root`` that liftpose did not write: anything but marked data
+    files, build stamps (``.<name>.build``) and temporaries (``.<file>.<random>.tmp*``)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    out = []
+    for p in sorted(root.iterdir()):
+        ours = p.is_file() and (
+            has_marker(p) or (p.name.startswith(".") and (p.suffix == ".build" or ".tmp" in p.name))
+        )
+        if not ours:
+            out.append(p.name)
+    return out

@@ -27,7 +27,7 @@ import numpy as np
 from liftpose.data.camera import Camera, load_cameras, normalize_screen_coordinates, save_cameras
 from liftpose.data.skeleton import H36M17, reduce_32_to_17
 from liftpose.errors import DataError
-from liftpose.utils.io import atomic_path
+from liftpose.utils.io import MARKER_KEY, atomic_path, check_overwrite, marker
 
 #: Sequences known to be corrupted in the Human3.6M release (video of one camera broken).
 H36M_SKIP: frozenset[tuple[str, str]] = frozenset({("S11", "Directions")})
@@ -282,8 +282,18 @@ def write_dataset(
     positions_2d: dict[str, dict[str, dict[str, list[np.ndarray]]]],
     cameras: dict[str, list[Camera]],
 ) -> dict[str, Path]:
-    """Write a dataset in the layout :func:`load_sequences` reads (each file atomically)."""
+    """Write a dataset in the layout :func:`load_sequences` reads (each file atomically).
+
+    Each file carries a liftpose marker; an existing file of the same name without one (a
+    user's data) is never replaced: :class:`DataError` before anything is written.
+    """
     root = Path(root)
+    for path in [
+        root / f"data_3d_{name}.npz",
+        *(root / f"data_2d_{name}_{source}.npz" for source in positions_2d),
+        root / f"cameras_{name}.json",
+    ]:
+        check_overwrite(path, "it is not a dataset liftpose built; build into another folder")
     root.mkdir(parents=True, exist_ok=True)
     meta = {
         "layout_name": "h36m",
@@ -293,7 +303,11 @@ def write_dataset(
     written = {}
     p3 = root / f"data_3d_{name}.npz"
     with atomic_path(p3, suffix=".tmp.npz") as tmp:
-        np.savez_compressed(tmp, positions_3d=np.array(positions_3d, dtype=object))
+        np.savez_compressed(
+            tmp,
+            positions_3d=np.array(positions_3d, dtype=object),
+            **{MARKER_KEY: np.array(marker("dataset-3d", name=name))},
+        )
     written["3d"] = p3
     for source, data in positions_2d.items():
         p2 = root / f"data_2d_{name}_{source}.npz"
@@ -302,6 +316,7 @@ def write_dataset(
                 tmp,
                 positions_2d=np.array(data, dtype=object),
                 metadata=np.array(meta, dtype=object),
+                **{MARKER_KEY: np.array(marker("dataset-2d", name=name, source=source))},
             )
         written[source] = p2
     pc = root / f"cameras_{name}.json"

@@ -53,7 +53,7 @@ import numpy as np
 from liftpose.data.camera import normalize_screen_coordinates
 from liftpose.data.h36m import Sequence
 from liftpose.errors import DataError
-from liftpose.utils.io import atomic_path
+from liftpose.utils.io import MARKER_KEY, atomic_path, check_overwrite, marker
 
 __all__ = [
     "MPI3DHP_JOINT_NAMES",
@@ -333,7 +333,11 @@ def load_3dhp_train(
 
 # ------------------------------------------------------------------------------------ writing
 def _save(path: Path, data: dict, meta: dict | None) -> Path:
+    """Write ``data`` (and ``meta``) with a liftpose marker; a file of the same name without
+    one is never replaced."""
+    check_overwrite(path)
     extra = {} if meta is None else {"meta": np.array(json.dumps(meta))}
+    extra[MARKER_KEY] = np.array(marker("3dhp", file=path.name))
     with atomic_path(path, suffix=".tmp.npz") as tmp:
         np.savez_compressed(tmp, data=np.array(data, dtype=object), **extra)
     return path

@@ -70,6 +70,7 @@ from liftpose.data.camera import Camera, quat_to_matrix, undistort_normalised
 from liftpose.data.capture import RigConfig, place_cameras
 from liftpose.errors import ConfigError, DataError
 from liftpose.system.joints import COCO_FROM_H36M, COCO_KEYPOINT_NAMES, COCO_SKELETON
+from liftpose.utils.io import current_umask
 
 # --------------------------------------------------------------------------- COCO layout
 # (the names, the skeleton and the limb correspondence live with the other keypoint layouts)
@@ -828,6 +829,13 @@ def write_rendered_coco(
     stamp = root / ".render.build"
     if not force and stamp.exists() and stamp.read_text() == digest:
         return root
+    if root.is_dir() and any(root.iterdir()) and not stamp.exists():
+        raise DataError(
+            root,
+            "folder",
+            "holds files liftpose did not render (no .render.build); a rendered build replaces "
+            "its whole folder, so it never goes into this one: choose another data.root / --root",
+        )
     collection = load_sample()
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
@@ -838,6 +846,7 @@ def write_rendered_coco(
             rng = np.random.default_rng([seed, k])
             _write_split(tmp, split, subjects, count, collection, spec, rng, seed)
         (tmp / ".render.build").write_text(digest)
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private
         old = None
         if root.exists():
             old = root.parent / f".{root.name}.{os.getpid()}.old"
