@@ -24,6 +24,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from liftpose.errors import ConfigError, DataError
+from liftpose.utils.checkpoint import load_run_checkpoint
+from liftpose.utils.config_check import check_config
 from liftpose.utils.io import atomic_write_text
 from liftpose.utils.run import (
     CONF_DIR,
@@ -80,16 +82,6 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     return datamodule, module
 
 
-def load_run_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
-    """A liftpose checkpoint and the resolved run config it carries."""
-    if not Path(path).is_file():
-        raise DataError(path, "file", "checkpoint not found")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if "liftpose_config" not in ckpt:
-        raise DataError(path, "liftpose_config", "not a liftpose checkpoint")
-    return ckpt, OmegaConf.create(ckpt["liftpose_config"])
-
-
 def check_compatible(datamodule: Any, model: Any, module: Any = None) -> None:
     """Fail early, naming the config keys, when the data cannot feed the model."""
     hp = datamodule.hparams
@@ -141,7 +133,10 @@ def write_metrics(
     metrics: dict[str, float],
     ckpt: str | None,
     seconds: float,
+    extra: dict | None = None,
 ) -> dict:
+    """Write ``metrics.json`` (``extra``: further top-level entries, e.g. what an evaluation
+    changed) and return its document."""
     n = sum(p.numel() for p in module.model.parameters())
     doc = {
         "metrics": dict(sorted(metrics.items())),
@@ -155,6 +150,7 @@ def write_metrics(
         "val_history": [[int(e), round(t, 2), v] for e, t, v in getattr(module, "val_history", [])],
         "fast_dev_run": bool(cfg.get("trainer", {}).get("fast_dev_run", False)),
         "config": to_container(cfg),
+        **(extra or {}),
     }
     atomic_write_text(path, json.dumps(doc, indent=2, default=str))
     return doc
@@ -168,9 +164,18 @@ def seed_run(cfg: DictConfig) -> int | None:
     return L.seed_everything(int(seed), workers=True)
 
 
+def check_train_config(cfg: DictConfig) -> None:
+    """Types and ranges of the keys (:func:`~liftpose.utils.config_check.check_config`) and the
+    checkpoint to resume from, before anything is written."""
+    check_config(cfg)
+    if cfg.get("ckpt_path") is not None:
+        load_run_checkpoint(cfg.ckpt_path)
+
+
 def run_train(cfg: DictConfig) -> dict:
     """Fit and test according to ``cfg``; returns the ``metrics.json`` document (or {})."""
     t0 = time.time()
+    check_train_config(cfg)
     seed_run(cfg)
     torch.set_float32_matmul_precision("high")
     out = output_dir(cfg)

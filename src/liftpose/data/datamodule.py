@@ -41,9 +41,11 @@ from liftpose.data.mpi3dhp import (
 from liftpose.data.skeleton import H36M16_KEEP, get_layout, to_layout
 from liftpose.data.windows import WINDOWS, flip_pose, window_indices, window_offsets
 from liftpose.errors import ConfigError, DataError
-from liftpose.utils.io import atomic_path
+from liftpose.utils.io import MARKER_KEY, atomic_path, marker
 
-CACHE_VERSION = 2  # 2: root positions and cameras in the cache
+#: Version of the cache layout (2: root positions and cameras; 3: every array and name under
+#: the content hash that is checked on load).
+CACHE_VERSION = 3
 FORMATS = ("h36m", "mpi3dhp")
 #: ``data.detector`` switched off (the data configs' value): the fields of
 #: :class:`liftpose.data.detect.DetectorSettings` with no checkpoint. Being the argument's
@@ -133,6 +135,28 @@ class SplitArrays:
             root_3d=group["root_3d"][()] if "root_3d" in group else None,
             camera=group["camera"][()] if "camera" in group else None,
         )
+
+    def update_digest(self, h: Any) -> None:
+        """Feed every array (values, dtype and shape) and every name into the hash ``h``."""
+        fields = ("pose_2d", "pose_3d", "seq_start", "seq_len", "seq_action", "valid")
+        for k in (*fields, "root_3d", "camera"):
+            a = getattr(self, k)
+            if a is None:
+                h.update(b"none")
+                continue
+            a = np.ascontiguousarray(a)
+            h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
+            h.update(a.data)
+        h.update(json.dumps([self.action_names, self.seq_names]).encode())
+
+
+def content_hash(splits: Mapping[str, SplitArrays]) -> str:
+    """Hash of the prepared arrays of every split: stored in the cache and checked on load."""
+    h = hashlib.sha1()
+    for name in sorted(splits):
+        h.update(name.encode())
+        splits[name].update_digest(h)
+    return h.hexdigest()[:16]
 
 
 def collate_batch(batch: Any) -> Any:
@@ -376,7 +400,10 @@ class LiftingDataModule(L.LightningDataModule):
         default_train = ["S1", "S5", "S6", "S7", "S8"]
         if format == "mpi3dhp":
             default_train = [f"S{i}" for i in range(1, 9)]
-        self.train_subjects = [str(s) for s in (train_subjects or default_train)]
+        # [] (not None): no training split, e.g. a dataset that is only tested (liftpose-eval)
+        self.train_subjects = [
+            str(s) for s in (default_train if train_subjects is None else train_subjects)
+        ]
         self.test_subjects = list(test_subjects or ["S9", "S11"])
         self.test_set = _test_set_spec(test_set, format, self.root)
         self.skeleton = get_layout(layout)
@@ -516,47 +543,78 @@ class LiftingDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Build the embedded dataset and the cross-dataset test set if asked, then the HDF5
-        cache (once, on one process)."""
+        cache (once, on one process). An existing cache is read back and checked against its
+        content hash; a damaged one is rebuilt, saying so in one line."""
+        self._prepare_inputs()
+        path = self.cache_path
+        if path.exists():
+            problem = self._read_cache(path)
+            if not isinstance(problem, str):
+                return
+            print(f"liftpose: {path}: {problem}; rebuilding the cache")
+        self._build_cache(path)
+
+    def _prepare_inputs(self) -> None:
         if self.hparams.embedded:
             from liftpose.data.embedded import ensure_embedded
 
             ensure_embedded(self.root, self.hparams.name, self.hparams.capture)
         self._ensure_test_set()
         self._ensure_detected()
-        path = self.cache_path
-        if path.exists():
-            return
+
+    @property
+    def split_names(self) -> tuple[str, ...]:
+        """``("train", "test")``, or ``("test",)`` without training subjects."""
+        return ("train", "test") if self.train_subjects else ("test",)
+
+    def _build_cache(self, path: Path) -> None:
+        """Prepare the splits from the input files and write the HDF5 cache atomically."""
         hp = self.hparams
-        splits = {
-            "train": SplitArrays.from_sequences(self._train_sequences(), hp.layout, hp.downsample),
-            "test": SplitArrays.from_sequences(self._test_sequences(), hp.layout, hp.downsample),
-        }
-        content = hashlib.sha1()
-        for split in ("train", "test"):
-            for k in ("pose_2d", "pose_3d", "seq_len", "seq_action"):
-                content.update(np.ascontiguousarray(getattr(splits[split], k)).data)
-            content.update(json.dumps(splits[split].seq_names).encode())
-            if splits[split].valid is not None:
-                content.update(np.ascontiguousarray(splits[split].valid).data)
+        splits = {}
+        if self.train_subjects:
+            splits["train"] = SplitArrays.from_sequences(
+                self._train_sequences(), hp.layout, hp.downsample
+            )
+        splits["test"] = SplitArrays.from_sequences(
+            self._test_sequences(), hp.layout, hp.downsample
+        )
         with atomic_path(path, suffix=".tmp.h5") as tmp:
             with h5py.File(tmp, "w") as f:
+                f.attrs[MARKER_KEY] = marker("cache")
                 f.attrs["fingerprint"] = self.fingerprint()
-                f.attrs["content_hash"] = content.hexdigest()[:16]
+                f.attrs["content_hash"] = content_hash(splits)
                 for split, arrays in splits.items():
                     arrays.save(f.create_group(split))
 
+    def _read_cache(self, path: Path) -> tuple[dict[str, SplitArrays], str] | str:
+        """``(splits, content hash)`` of the cache at ``path`` if it reads back and its arrays
+        hash to the stored content hash; otherwise what is wrong, in words."""
+        try:
+            with h5py.File(path, "r") as f:
+                stored = f.attrs.get("content_hash")
+                splits = {k: SplitArrays.load(f[k]) for k in self.split_names}
+            stored = stored.decode() if isinstance(stored, bytes) else str(stored)
+        except Exception as e:  # any failure to read it back: a damaged cache
+            return f"unreadable cache ({type(e).__name__})"
+        if content_hash(splits) != stored:
+            return "cache content does not match its stored hash (damaged)"
+        return splits, stored
+
     def setup(self, stage: str | None = None) -> None:
+        """Load the cache (building or rebuilding it when missing or damaged)."""
         if self.splits:
             return
         path = self.cache_path
-        if not path.exists():
-            self.prepare_data()
-        try:
-            with h5py.File(path, "r") as f:
-                self.splits = {k: SplitArrays.load(f[k]) for k in ("train", "test")}
-                self._content_hash = str(f.attrs.get("content_hash", ""))
-        except (OSError, KeyError) as e:
-            raise DataError(path, "cache", f"unreadable cache ({e}); delete it to rebuild") from e
+        got = self._read_cache(path) if path.exists() else "missing"
+        if isinstance(got, str):
+            if got != "missing":
+                print(f"liftpose: {path}: {got}; rebuilding the cache")
+            self._prepare_inputs()
+            self._build_cache(path)
+            got = self._read_cache(path)
+            if isinstance(got, str):
+                raise DataError(path, "cache", got)
+        self.splits, self._content_hash = got
 
     def data_fingerprint(self) -> str:
         """Hash of the prepared arrays' contents (train and test): equal data, equal hash,
@@ -617,6 +675,8 @@ class LiftingDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        if not self.train_subjects:
+            raise ConfigError("data.train_subjects is empty: this data config only tests")
         ds = self.dataset("train", train=True, stride=self.hparams.train_stride)
         return self._loader(ds, self.hparams.batch_size, shuffle=True)
 

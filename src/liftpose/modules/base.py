@@ -66,9 +66,20 @@ class RunModule(L.LightningModule):
             self.log_dict(values, sync_dist=False, **kwargs)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the resolved run config (so the run can be rebuilt from the checkpoint alone)
+        """Store the resolved run config (so the run can be rebuilt from the checkpoint alone;
+        its paths relative to ``paths``, as in :func:`~liftpose.utils.checkpoint.portable_config`)
         and the random-number states (so a resumed run continues as an uninterrupted one)."""
-        checkpoint["liftpose_config"] = getattr(self, "run_config", None)
+        config = getattr(self, "run_config", None)
+        if config is not None:
+            from liftpose.utils.checkpoint import portable_config, relative_paths
+
+            # paths as ${paths.*} interpolations: the checkpoint can move to another machine
+            config = portable_config(config)
+            root = (config.get("paths") or {}).get("root_dir")
+            dm_key = "datamodule_hyper_parameters"
+            if isinstance(checkpoint.get(dm_key), dict):
+                checkpoint[dm_key] = relative_paths(checkpoint[dm_key], root)
+        checkpoint["liftpose_config"] = config
         checkpoint["liftpose_val_history"] = self.val_history
         checkpoint["liftpose_rng"] = {
             "python": random.getstate(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 from pathlib import Path
@@ -13,15 +14,36 @@ from omegaconf import DictConfig, OmegaConf
 
 def _register_resolvers() -> None:
     """Resolvers used by conf/: ``${abspath:...}``, ``${layout_joints:h36m17}``,
-    ``${tmt_in_chans:<motion>,<steps>}``."""
+    ``${tmt_in_chans:<motion>,<steps>}``, ``${unique_dir:<path>}``."""
     from liftpose.data.skeleton import get_layout
 
+    if not OmegaConf.has_resolver("unique_dir"):
+        # cached: every later resolution of the same config (Hydra's, a job's) gets the same
+        # folder; the cache travels with the config to joblib and submitit jobs
+        OmegaConf.register_new_resolver("unique_dir", unique_dir, use_cache=True)
     if not OmegaConf.has_resolver("abspath"):
         OmegaConf.register_new_resolver("abspath", lambda p: str(Path(p).expanduser().resolve()))
     if not OmegaConf.has_resolver("layout_joints"):
         OmegaConf.register_new_resolver("layout_joints", lambda name: get_layout(name).num_joints)
     if not OmegaConf.has_resolver("tmt_in_chans"):
         OmegaConf.register_new_resolver("tmt_in_chans", _tmt_in_chans)
+
+
+def unique_dir(base: str) -> str:
+    """Create the folder ``base``, or ``base_2``, ``base_3``... when it exists, and return it.
+
+    ``os.mkdir`` fails when the folder exists, so two runs started in the same second (whose
+    ``base`` is the same time stamp) get two folders, whichever creates first.
+    """
+    Path(base).parent.mkdir(parents=True, exist_ok=True)
+    for k in itertools.count(1):
+        path = base if k == 1 else f"{base}_{k}"
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            continue
+        return path
+    raise AssertionError("unreachable")
 
 
 def _tmt_in_chans(motion: str, steps: str) -> int:

@@ -1,0 +1,134 @@
+"""liftpose checkpoints: reading them with clear errors, and paths stored so that they move.
+
+A liftpose checkpoint is a Lightning checkpoint with the resolved run config under
+``liftpose_config``. Paths inside that config are stored relative to the run's ``paths``
+(``${paths.data_dir}/h36m``, ``${paths.cache_dir}``...): a run that rebuilds from the checkpoint
+with other ``paths`` (another machine, a moved project folder, ``liftpose-eval`` run elsewhere)
+finds the data where its own ``paths`` point, and any of them can be overridden.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from liftpose.errors import DataError
+
+__all__ = ["load_run_checkpoint", "load_weights", "portable_config", "relative_paths"]
+
+#: ``paths`` keys replaced by an interpolation in stored configs, most specific first; the run's
+#: own ``output_dir`` is kept as it is (it names the run that wrote the checkpoint).
+PORTABLE_PATHS = ("shared_dir", "cache_dir", "data_dir", "log_dir", "root_dir")
+
+
+def _under(value: str, base: str) -> bool:
+    return value == base or value.startswith(base.rstrip("/") + "/")
+
+
+def portable_config(config: dict) -> dict:
+    """``config`` (a resolved run config) with absolute paths under ``config["paths"]`` written
+    as ``${paths.<key>}/...`` interpolations (the ``paths`` entry itself is kept as it is)."""
+    paths = config.get("paths") or {}
+    bases = [(k, str(paths[k])) for k in PORTABLE_PATHS if isinstance(paths.get(k), str)]
+    bases = [(k, v) for k, v in bases if os.path.isabs(v) and v != "/"]
+
+    def walk(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: walk(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [walk(v) for v in obj]
+        if isinstance(obj, str) and os.path.isabs(obj):
+            for key, base in bases:
+                if _under(obj, base):
+                    return "${paths." + key + "}" + obj[len(base.rstrip("/")) :]
+        return obj
+
+    return {k: (v if k == "paths" else walk(v)) for k, v in config.items()}
+
+
+def relative_paths(obj: Any, root: str | None) -> Any:
+    """``obj`` (nested dicts/lists) with absolute paths under ``root`` made relative to it."""
+    if not root or not os.path.isabs(root):
+        return obj
+    if isinstance(obj, dict):
+        return {k: relative_paths(v, root) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(relative_paths(v, root) for v in obj)
+    if isinstance(obj, str) and os.path.isabs(obj) and _under(obj, root):
+        return os.path.relpath(obj, root)
+    return obj
+
+
+def load_run_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
+    """A liftpose checkpoint and the run config it carries.
+
+    Raises:
+        DataError: the file is missing, unreadable or truncated, not a liftpose checkpoint, or
+            its ``state_dict`` or ``liftpose_config`` is malformed (one line naming the field).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(p, "file", "checkpoint not found")
+    st = p.stat()
+    return _load(str(p.resolve()), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(path: str, mtime_ns: int, size: int) -> tuple[dict, DictConfig]:
+    """The checks of :func:`load_run_checkpoint`; cached per file version (an entry point
+    checks a checkpoint before its run folder exists, then uses it)."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated zip, bad pickle, a file of another kind...
+        why = str(e).splitlines()[0][:200] if str(e) else ""
+        raise DataError(
+            path, "file", f"unreadable or truncated checkpoint ({type(e).__name__}: {why})"
+        ) from None
+    if not isinstance(ckpt, dict):
+        raise DataError(path, "file", f"not a checkpoint (a {type(ckpt).__name__})")
+    if "liftpose_config" not in ckpt:
+        raise DataError(path, "liftpose_config", "not a liftpose checkpoint")
+    config = ckpt["liftpose_config"]
+    if not isinstance(config, dict):
+        raise DataError(path, "liftpose_config", f"expected a mapping, got {type(config).__name__}")
+    for key in ("model", "module", "data"):
+        if not isinstance(config.get(key), dict) or "_target_" not in config[key]:
+            raise DataError(path, f"liftpose_config.{key}", "missing or without _target_")
+    state = ckpt.get("state_dict")
+    if not isinstance(state, dict) or not state:
+        raise DataError(path, "state_dict", "missing or empty")
+    for k, v in state.items():
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+            raise DataError(path, f"state_dict[{k!r}]", f"not a tensor ({type(v).__name__})")
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise DataError(path, f"state_dict[{k!r}]", "NaN/inf values")
+    try:
+        cfg = OmegaConf.create(config)
+    except Exception as e:
+        raise DataError(path, "liftpose_config", f"not a valid config ({e})") from None
+    return ckpt, cfg
+
+
+def load_weights(module: Any, state_dict: dict, path: str | Path) -> None:
+    """``module.load_state_dict(state_dict)``, a mismatch reported as one :class:`DataError`
+    naming the first missing, unexpected or wrongly shaped entry."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise DataError(path, "state_dict", f"does not fit the model: {what}")
+    for k, v in own.items():
+        if tuple(state_dict[k].shape) != tuple(v.shape):
+            raise DataError(
+                path,
+                f"state_dict[{k!r}]",
+                f"shape {tuple(state_dict[k].shape)}, the model has {tuple(v.shape)}",
+            )
+    module.load_state_dict(state_dict)

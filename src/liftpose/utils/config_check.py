@@ -1,0 +1,246 @@
+"""Check a composed run config before anything is written: types and ranges of the keys.
+
+Types come from the code itself: each node with a ``_target_`` (data, model, module, trainer,
+callbacks, loggers and the partials inside them) is checked key by key against the type hints of
+its target's signature, with pydantic's lax validation (``"3"`` is the integer 3, ``"abc"`` is not
+an integer). A key that is not a parameter of a target without ``**kwargs`` is an error too.
+Ranges are the table :data:`RANGES` (glob patterns of config paths). The first problem found is
+raised as one :class:`~liftpose.errors.ConfigError` naming the key and its value::
+
+    trainer.max_epochs='abc': Input should be a valid integer, unable to parse string as an integer
+
+:class:`CheckConfig` runs the check as a Hydra callback at the start of a run or multirun, before
+Hydra creates the run folder; on a bad config it prints that line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import inspect
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+import annotated_types as at
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from liftpose.errors import ConfigError, DataError
+
+__all__ = ["RANGES", "TOP_LEVEL", "CheckConfig", "check_config"]
+
+#: Allowed ranges of numeric keys, by config path (``fnmatch`` patterns). ``None`` always passes
+#: (it means "off" or "default" where a key takes it).
+RANGES: dict[str, Any] = {
+    "frames": at.Ge(1),
+    "seed": at.Interval(ge=0, le=2**32 - 1),
+    "data.*batch_size": at.Ge(1),
+    "data.*_stride": at.Ge(1),
+    "data.downsample": at.Ge(1),
+    "data.num_workers": at.Ge(0),
+    "data.keypoints_mix": at.Interval(ge=0, le=1),
+    "data.receptive_field": at.Ge(1),
+    "trainer.max_epochs": at.Ge(-1),
+    "trainer.min_epochs": at.Ge(0),
+    "trainer.max_steps": at.Ge(-1),
+    "trainer.devices": at.Ge(-1),
+    "trainer.num_nodes": at.Ge(1),
+    "trainer.log_every_n_steps": at.Ge(1),
+    "trainer.check_val_every_n_epoch": at.Ge(1),
+    "trainer.accumulate_grad_batches": at.Ge(1),
+    "trainer.limit_*_batches": at.Ge(0),
+    "trainer.gradient_clip_val": at.Ge(0),
+    "model.depth": at.Ge(1),
+    "model.*num_heads": at.Ge(1),
+    "model.embed_dim*": at.Ge(1),
+    "model.mlp_ratio": at.Gt(0),
+    "model.*drop*rate": at.Interval(ge=0, lt=1),
+    "module.optimizer.lr": at.Gt(0),
+    "callbacks.*.every_n_steps": at.Ge(1),
+    "callbacks.*.every_seconds": at.Ge(0),
+    "callbacks.*.every_minutes": at.Gt(0),
+}
+
+#: Types of the top-level keys of ``train.yaml`` (targets' keys come from their signatures).
+TOP_LEVEL: dict[str, Any] = {
+    "seed": int | None,
+    "frames": int,
+    "ckpt_path": str | None,
+    "train": bool,
+    "test": bool,
+    "test_ckpt": typing.Literal["best", "last", "current"],
+    "task_name": str,
+    "tags": list[str],
+}
+
+_SPECIAL = frozenset({"_target_", "_partial_", "_recursive_", "_convert_", "_args_"})
+_LAX = ConfigDict(arbitrary_types_allowed=True, coerce_numbers_to_str=True)
+
+
+def check_config(cfg: DictConfig, top_level: dict[str, Any] | None = None) -> None:
+    """Raise :class:`ConfigError` for the first key of ``cfg`` with a wrong type or range.
+
+    ``top_level`` maps top-level keys to types (default :data:`TOP_LEVEL`); the ``hydra`` node
+    is not checked (Hydra checks its own). Values that cannot be resolved yet (``${hydra:...}``
+    before the job starts) are skipped.
+    """
+    types = TOP_LEVEL if top_level is None else top_level
+    for key, hint in types.items():
+        if key in cfg:
+            ok, value = _value(cfg, key)
+            if ok:
+                _validate(key, value, hint)
+    for key in cfg:
+        if key == "hydra":
+            continue
+        node = cfg._get_node(key)
+        if isinstance(node, (DictConfig, ListConfig)):
+            _check_node(node, str(key))
+
+
+def _value(node: DictConfig | ListConfig, key: Any) -> tuple[bool, Any]:
+    """``(True, plain value)`` of ``node[key]``, or ``(False, None)`` if it cannot be resolved."""
+    try:
+        value = node[key]
+        if isinstance(value, (DictConfig, ListConfig)):
+            value = OmegaConf.to_container(value, resolve=True)
+    except (OmegaConfBaseException, KeyError, ValueError, TypeError):
+        return False, None
+    return True, value
+
+
+def _check_node(node: DictConfig | ListConfig, path: str) -> None:
+    """Check ``node`` (at config ``path``) and the nodes below it."""
+    if isinstance(node, ListConfig):
+        for i in range(len(node)):
+            child = node._get_node(i)
+            if isinstance(child, (DictConfig, ListConfig)):
+                _check_node(child, f"{path}[{i}]")
+        return
+    if node._is_missing() or node._is_none() or node._is_interpolation():
+        return
+    target = node.get("_target_") if "_target_" in node else None
+    params, hints, open_kwargs = _signature(target) if isinstance(target, str) else ({}, {}, True)
+    for key in node:
+        key = str(key)
+        if key in _SPECIAL:
+            continue
+        sub = f"{path}.{key}"
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_none() and "_target_" in child:
+            _check_node(child, sub)  # a nested object: checked against its own target
+            continue
+        if target is not None and not open_kwargs and key not in params:
+            raise ConfigError(
+                f"{sub}: not a parameter of {target} (known: {', '.join(sorted(params))})"
+            )
+        if isinstance(child, (DictConfig, ListConfig)) and target is None:
+            _check_node(child, sub)
+        ok, value = _value(node, key)
+        if not ok:
+            continue
+        hint = hints.get(key)
+        if hint is not None:
+            _validate(sub, value, hint)
+        elif _range(sub) is not None:
+            _validate(sub, value, Any)
+
+
+def _validate(path: str, value: Any, hint: Any) -> None:
+    """Validate one value against its type ``hint`` and the range of ``path``."""
+    try:
+        _adapter(hint).validate_python(value)
+        rng = _range(path)
+        if rng is not None and value is not None and not isinstance(value, (str, bool)):
+            if isinstance(value, (int, float)):
+                _adapter(typing.Annotated[float, rng]).validate_python(value)
+    except ValidationError as e:
+        errs = e.errors()
+        where = "".join(f"[{p!r}]" if isinstance(p, int) else "" for p in errs[0].get("loc", ()))
+        msgs = list(dict.fromkeys(x["msg"] for x in errs))
+        msg = msgs[0] if len(msgs) == 1 else "none of the accepted forms: " + "; ".join(msgs)
+        raise ConfigError(f"{path}{where}={value!r}: {msg}") from None
+    except Exception:  # a hint pydantic cannot build a validator for: nothing to check
+        return
+
+
+@functools.cache
+def _adapter(hint: Any) -> TypeAdapter:
+    return TypeAdapter(hint, config=_LAX)
+
+
+def _range(path: str) -> Any:
+    for pattern, rng in RANGES.items():
+        if fnmatch.fnmatchcase(path, pattern):
+            return rng
+    return None
+
+
+@functools.cache
+def _signature(target: str) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
+    """``(parameters, type hints, takes **kwargs)`` of ``target``'s callable (its ``__init__``
+    for a class); hints that cannot be resolved are left out."""
+    from hydra.utils import get_object
+
+    try:
+        obj = get_object(target)
+    except Exception:
+        return {}, {}, True  # Hydra will report the unknown target itself
+    fn = obj.__init__ if inspect.isclass(obj) else obj
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return {}, {}, True
+    params = {k: p for k, p in sig.parameters.items() if k != "self"}
+    open_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    hints: dict[str, Any] = {}
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:  # one unresolvable name: resolve the others one by one
+        glb = getattr(fn, "__globals__", {})
+        for k, p in params.items():
+            ann = p.annotation
+            if isinstance(ann, str):
+                try:
+                    hints[k] = eval(ann, glb)  # noqa: S307 - the annotation of our own code
+                except Exception:
+                    continue
+            elif ann is not inspect.Parameter.empty:
+                hints[k] = ann
+    hints = {k: v for k, v in hints.items() if k in params}
+    return params, hints, open_kwargs
+
+
+class CheckConfig(Callback):
+    """Hydra callback: :func:`check_config` before a run or multirun starts (so before any run
+    folder exists); a bad config prints one line and exits with status 2.
+
+    ``check`` (optional) is ``"module:function"`` of an extra check taking the config (for
+    ``liftpose-eval``: the checkpoint and the overrides).
+    """
+
+    def __init__(self, check: str | None = None) -> None:
+        self.check = check
+
+    def _run(self, config: DictConfig) -> None:
+        cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        try:
+            if self.check:
+                from hydra.utils import get_object
+
+                get_object(self.check.replace(":", "."))(cfg)
+            else:
+                check_config(cfg)
+        except (ConfigError, DataError) as err:
+            print(f"{Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._run(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._run(config)
