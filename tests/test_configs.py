@@ -11,6 +11,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
+from liftpose.utils.config_check import check_config
 from liftpose.utils.run import CONF_DIR, instantiate_callbacks, instantiate_group
 
 #: data options that give images (2-D detector training) rather than keypoint windows
@@ -50,6 +51,7 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, monkeyp
     cfg = compose_cfg("train", [f"{group}={option}", *extra])
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path)
+    check_config(cfg)  # types and ranges of every key, as liftpose-train checks them
     dm = instantiate(cfg.data)  # no file access until prepare_data
     if "receptive_field" in dm.hparams:  # 2-D keypoint windows
         assert dm.hparams.receptive_field == cfg.frames
@@ -80,14 +82,15 @@ def test_eval_config_composes_and_instantiates():
 def test_callbacks_follow_logger_and_progress_bar_settings():
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 
+    from liftpose.utils.checkpoint import TimedCheckpoint
+    from liftpose.utils.progress import LogProgress
+
     kinds = lambda cbs: {type(c) for c in cbs}  # noqa: E731
+    always = {ModelCheckpoint, TimedCheckpoint, LogProgress}  # log lines: without a terminal
     cfg = compose_cfg("train", ["logger=none"])
-    assert kinds(instantiate_callbacks(cfg, has_logger=False)) == {ModelCheckpoint, RichProgressBar}
+    assert kinds(instantiate_callbacks(cfg, has_logger=False)) == always | {RichProgressBar}
     cfg = compose_cfg("train", ["trainer.enable_progress_bar=false"])
-    assert kinds(instantiate_callbacks(cfg, has_logger=True)) == {
-        ModelCheckpoint,
-        LearningRateMonitor,
-    }
+    assert kinds(instantiate_callbacks(cfg, has_logger=True)) == always | {LearningRateMonitor}
 
 
 def test_frames_interpolates_into_model_and_data():

@@ -11,6 +11,7 @@ import torch
 from liftpose.data.capture import CaptureConfig, DetectorNoise, capture, simulate_detector
 from liftpose.data.datamodule import LiftingDataModule, SplitArrays, WindowDataset
 from liftpose.data.h36m import load_sequences, write_dataset
+from liftpose.data.sampler import EpochSampler
 from liftpose.data.skeleton import H36M17
 from liftpose.data.windows import flip_pose, window_indices, window_offsets
 from liftpose.errors import DataError
@@ -265,7 +266,6 @@ def test_dataset_sequence_targets_and_flip(tiny_root):
     ds = dm.dataset("train")
     b = ds.__getitems__([0, 5, 50])
     assert b["pose_3d"].shape == (3, 9, 17, 3) and b["frames"].shape == (3, 9)
-    torch.manual_seed(0)
     aug = WindowDataset(
         dm.splits["train"],
         9,
@@ -273,11 +273,15 @@ def test_dataset_sequence_targets_and_flip(tiny_root):
         flip_augment=True,
         flip_permutation=H36M17.flip_permutation,
     )
-    f = aug.__getitems__(list(range(64)))
-    plain = ds.__getitems__(list(range(64)))
+    # the training sampler tosses a coin per window: index + len(dataset) is mirrored
+    sampler = EpochSampler(len(aug), flip=True, seed=0)
+    order = sampler.order(0)[:64]
+    assert 10 < int((order >= len(aug)).sum()) < 54
+    f = aug.__getitems__(order.tolist())
+    plain = ds.__getitems__((order % len(aug)).tolist())
     same = (f["pose_2d"] == plain["pose_2d"]).flatten(1).all(1)
     flipped = (f["pose_2d"] == flip_pose(plain["pose_2d"], H36M17.flip_permutation)).flatten(1)
-    assert 10 < same.sum() < 54 and bool((same | flipped.all(1)).all())
+    assert bool((same == (order < len(aug))).all()) and bool((same | flipped.all(1)).all())
     # 2-D and 3-D of a sample are flipped together
     y_flipped = (f["pose_3d"] == flip_pose(plain["pose_3d"], H36M17.flip_permutation)).flatten(1)
     assert bool((y_flipped.all(1) == ~same).all())

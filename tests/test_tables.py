@@ -30,6 +30,7 @@ from liftpose.tables.run import (
     config_hash,
     plan,
 )
+from liftpose.utils.config_check import check_config
 from liftpose.utils.run import CONF_DIR
 
 from .test_train import tiny_overrides
@@ -49,6 +50,7 @@ def test_every_spec_row_composes_and_builds(spec, scale):
     hashes = set()
     for row in spec.rows:
         cfg = compose_job(spec.job_overrides(row, scale, spec.scales[scale].seeds[0]))
+        check_config(cfg)  # types and ranges, as liftpose-train checks them
         with torch.device("meta"):  # builds the model without allocating its weights
             model = instantiate(cfg.model)
         assert sum(p.numel() for p in model.parameters()) > 0
@@ -214,6 +216,7 @@ def test_every_sweep_expands_to_configs_that_build(name):
         for value in ov.sweep_string_iterator():
             job = compose_job([f"sweep={name}", f"{key}={value}"])
             assert str(OmegaConf.select(job, key)) == str(yaml.safe_load(value)), (key, value)
+            check_config(job)
             instantiate(job.model)
             instantiate(job.data)
 

@@ -38,6 +38,7 @@ from liftpose.data.mpi3dhp import (
     load_3dhp_test,
     load_3dhp_train,
 )
+from liftpose.data.sampler import EpochSampler, ResumableLoader
 from liftpose.data.skeleton import H36M16_KEEP, get_layout, to_layout
 from liftpose.data.windows import WINDOWS, flip_pose, window_indices, window_offsets
 from liftpose.errors import ConfigError, DataError
@@ -177,7 +178,11 @@ class WindowDataset(Dataset):
         target: ``"centre"`` (3-D of the centre frame, ``(B, 1, J, 3)``) or ``"sequence"``
             (3-D of every window frame, ``(B, T, J, 3)``).
         stride: keep every ``stride``-th frame of each sequence as a window centre.
-        flip_augment: mirror each sample with probability 1/2 (training).
+        pairs: with ``stride > 1``, each centre's next frame is a centre too (frames ``0, 1, s,
+            s + 1, 2s, ...``), so that consecutive frames, and MPJVE, exist in a strided test.
+        flip_augment: serve mirrored windows too: index ``i + len(self)`` is window ``i``
+            mirrored (the training sampler, :class:`~liftpose.data.sampler.EpochSampler`, tosses
+            the coin).
         flip_permutation: left/right joint permutation of the layout.
         camera_context: add each sample's camera and root position to the batch (needs
             ``arrays.root_3d`` and ``arrays.camera``); a mirrored sample has its intrinsics
@@ -196,6 +201,7 @@ class WindowDataset(Dataset):
         flip_permutation: np.ndarray | None = None,
         camera_context: bool = False,
         window: str = "centred",
+        pairs: bool = False,
     ) -> None:
         if target not in ("centre", "sequence"):
             raise ValueError(f"target must be 'centre' or 'sequence', got {target!r}")
@@ -233,6 +239,9 @@ class WindowDataset(Dataset):
         seq_ids, centres = [], []
         for s, (start, n) in enumerate(zip(arrays.seq_start, arrays.seq_len)):
             c = np.arange(0, n, stride, dtype=np.int64)
+            if pairs and stride > 1:
+                c = np.stack([c, c + 1], axis=1).reshape(-1)
+                c = c[c < n]
             if valid is not None:
                 c = c[valid[start + c]]
             seq_ids.append(np.full(len(c), s, dtype=np.int64))
@@ -252,9 +261,14 @@ class WindowDataset(Dataset):
         ``valid`` ``(B, 1 | T)`` bool (whether each target frame may be scored; only for a
         split with invalid frames); with ``camera_context``, ``root_3d`` ``(B, 1 | T, 3)``
         (camera-frame root position of the target frames, metres) and ``camera`` ``(B, 4)``
-        (``f_x, f_y, c_x, c_y`` in normalised screen coordinates)."""
+        (``f_x, f_y, c_x, c_y`` in normalised screen coordinates). With ``flip_augment``, an
+        index ``i + len(self)`` is window ``i`` mirrored."""
         idx = torch.as_tensor(indices, dtype=torch.long)
         b, j = len(idx), self.num_joints
+        mirrored = None
+        if self.flip_augment:
+            mirrored = idx >= len(self)
+            idx = idx - mirrored.long() * len(self)
         seq = self.sample_seq[idx]
         centre = self.sample_centre[idx]
         start = self.seq_start[seq]
@@ -264,8 +278,8 @@ class WindowDataset(Dataset):
         if self.valid is not None:
             valid = self.valid[rows] if self.target == "sequence" else self.valid[centre_rows, None]
         cam_index = seq
-        if self.flip_augment:
-            flipped = (torch.rand(b) < 0.5).long()
+        if mirrored is not None:
+            flipped = mirrored.long()
             shift = flipped * self.num_rows
             rows, centre_rows = rows + shift[:, None], centre_rows + shift
             cam_index = seq + flipped * len(self.seq_start)
@@ -314,7 +328,9 @@ class LiftingDataModule(L.LightningDataModule):
         layout: ``h36m17`` or ``h36m16``.
         receptive_field: window length; normally interpolated from the model config.
         target: ``centre`` or ``sequence`` targets.
-        train_stride / test_stride / val_stride: window-centre spacing per split.
+        train_stride / test_stride / val_stride: window-centre spacing per split (the test
+            split scores pairs of consecutive frames every ``test_stride`` frames, so that MPJVE
+            is defined).
         downsample: keep every n-th frame of each sequence.
         window: ``centred`` (the default: each window centred on its target frame) or
             ``causal`` (each window ends at its target frame: a lifter that sees only the past,
@@ -643,7 +659,9 @@ class LiftingDataModule(L.LightningDataModule):
             return [H36M16_KEEP.index(j) for j in MPI3DHP_PCK_JOINTS]
         return list(MPI3DHP_PCK_JOINTS)
 
-    def dataset(self, split: str, train: bool = False, stride: int = 1) -> WindowDataset:
+    def dataset(
+        self, split: str, train: bool = False, stride: int = 1, pairs: bool = False
+    ) -> WindowDataset:
         self.setup()
         arrays = self.splits[split]
         if self.hparams.camera_context and (arrays.root_3d is None or arrays.camera is None):
@@ -660,6 +678,7 @@ class LiftingDataModule(L.LightningDataModule):
             flip_permutation=self.skeleton.flip_permutation,
             camera_context=self.hparams.camera_context,
             window=self.hparams.window,
+            pairs=pairs,
         )
 
     def _loader(self, ds: WindowDataset, batch_size: int, shuffle: bool) -> DataLoader:
@@ -675,17 +694,38 @@ class LiftingDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled, flipped training windows in an order that depends on the seed and the
+        epoch only (:mod:`liftpose.data.sampler`): resumable from within an epoch."""
         if not self.train_subjects:
             raise ConfigError("data.train_subjects is empty: this data config only tests")
         ds = self.dataset("train", train=True, stride=self.hparams.train_stride)
-        return self._loader(ds, self.hparams.batch_size, shuffle=True)
+        trainer = self.trainer
+        replicas, rank = (1, 0) if trainer is None else (trainer.world_size, trainer.global_rank)
+        seed = torch.initial_seed() % (2**63 - 1)  # seed_everything(seed) makes it the run's
+        if trainer is not None and replicas > 1:
+            seed = trainer.strategy.broadcast(seed, src=0)  # one order for all processes
+        sampler = EpochSampler(
+            len(ds), flip=ds.flip_augment, seed=seed, num_replicas=replicas, rank=rank
+        )
+        nw = self.hparams.num_workers
+        return ResumableLoader(
+            ds,
+            batch_size=self.hparams.batch_size,
+            sampler=sampler,
+            collate_fn=collate_batch,
+            num_workers=nw,
+            persistent_workers=nw > 0,
+            drop_last=False,
+            generator=torch.Generator(),  # starting an epoch leaves the global RNG alone
+        )
 
     def val_dataloader(self) -> DataLoader:
         ds = self.dataset("test", stride=self.hparams.val_stride)
         return self._loader(ds, self.hparams.test_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        ds = self.dataset("test", stride=self.hparams.test_stride)
+        # with test_stride > 1, frames c and c + 1 every test_stride frames: MPJVE stays defined
+        ds = self.dataset("test", stride=self.hparams.test_stride, pairs=True)
         return self._loader(ds, self.hparams.test_batch_size, shuffle=False)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -59,11 +58,10 @@ class RunModule(L.LightningModule):
             self.val_history.append([self.current_epoch + 1, elapsed, score])
 
     def _log_synced(self, values: dict[str, float], **kwargs: Any) -> None:
-        """Log epoch values that the metrics already gathered across processes (no reduction,
-        and no reminder to reduce them)."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
-            self.log_dict(values, sync_dist=False, **kwargs)
+        """Log epoch values that the metrics already gathered across processes: every process
+        holds the same value, so the (requested) synchronisation takes their maximum, which is
+        that value exactly, and Lightning has nothing to warn about."""
+        self.log_dict(values, sync_dist=True, reduce_fx="max", **kwargs)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the resolved run config (so the run can be rebuilt from the checkpoint alone;

@@ -18,7 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from liftpose.errors import DataError
 
-__all__ = ["load_run_checkpoint", "load_weights", "portable_config", "relative_paths"]
+__all__ = [
+    "TimedCheckpoint",
+    "load_run_checkpoint",
+    "load_weights",
+    "portable_config",
+    "relative_paths",
+]
 
 #: ``paths`` keys replaced by an interpolation in stored configs, most specific first; the run's
 #: own ``output_dir`` is kept as it is (it names the run that wrote the checkpoint).
@@ -132,3 +138,43 @@ def load_weights(module: Any, state_dict: dict, path: str | Path) -> None:
                 f"shape {tuple(state_dict[k].shape)}, the model has {tuple(v.shape)}",
             )
     module.load_state_dict(state_dict)
+
+
+def _model_checkpoint() -> type:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    return ModelCheckpoint
+
+
+class TimedCheckpoint(_model_checkpoint()):  # type: ignore[misc]
+    """``last.ckpt`` every ``every_minutes`` of training, within epochs too (Lightning's
+    ``ModelCheckpoint(train_time_interval=...)``, saving nothing else).
+
+    A run killed in the middle of an epoch resumes from it (``ckpt_path=<run>/checkpoints/
+    last.ckpt``) and continues exactly as the uninterrupted run would have: the training order
+    is resumable (:class:`liftpose.data.sampler.ResumableLoader`) and the random states are in
+    the checkpoint. The epoch-end ``last.ckpt`` comes from the usual ``ModelCheckpoint``.
+
+    Args:
+        dirpath: the checkpoint folder.
+        every_minutes: training time between two saves.
+    """
+
+    def __init__(self, dirpath: str | None = None, every_minutes: float = 10.0) -> None:
+        from datetime import timedelta
+
+        if not every_minutes > 0:
+            raise ValueError(f"every_minutes must be > 0, got {every_minutes}")
+        super().__init__(
+            dirpath=dirpath,
+            monitor=None,
+            save_top_k=0,
+            save_last=True,
+            train_time_interval=timedelta(minutes=float(every_minutes)),
+        )
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """Epoch ends are the other checkpoint's."""
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """Validation ends are the other checkpoint's."""

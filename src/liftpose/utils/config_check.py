@@ -152,20 +152,24 @@ def _check_node(node: DictConfig | ListConfig, path: str) -> None:
 
 def _validate(path: str, value: Any, hint: Any) -> None:
     """Validate one value against its type ``hint`` and the range of ``path``."""
-    try:
-        _adapter(hint).validate_python(value)
-        rng = _range(path)
-        if rng is not None and value is not None and not isinstance(value, (str, bool)):
-            if isinstance(value, (int, float)):
-                _adapter(typing.Annotated[float, rng]).validate_python(value)
-    except ValidationError as e:
-        errs = e.errors()
-        where = "".join(f"[{p!r}]" if isinstance(p, int) else "" for p in errs[0].get("loc", ()))
-        msgs = list(dict.fromkeys(x["msg"] for x in errs))
-        msg = msgs[0] if len(msgs) == 1 else "none of the accepted forms: " + "; ".join(msgs)
-        raise ConfigError(f"{path}{where}={value!r}: {msg}") from None
-    except Exception:  # a hint pydantic cannot build a validator for: nothing to check
-        return
+    checks = [hint]
+    rng = _range(path)
+    if rng is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+        checks.append(typing.Annotated[float, rng])
+    for check in checks:
+        try:
+            adapter = _adapter(check)
+        except Exception:  # a hint pydantic cannot build a validator for: nothing to check
+            continue
+        try:
+            adapter.validate_python(value)
+        except ValidationError as e:
+            errs = e.errors()
+            loc = errs[0].get("loc", ())
+            where = "".join(f"[{p!r}]" if isinstance(p, int) else "" for p in loc)
+            msgs = list(dict.fromkeys(x["msg"] for x in errs))
+            msg = msgs[0] if len(msgs) == 1 else "none of the accepted forms: " + "; ".join(msgs)
+            raise ConfigError(f"{path}{where}={value!r}: {msg}") from None
 
 
 @functools.cache
