@@ -118,7 +118,7 @@ def test_metrics_json_resume_and_eval_reproduces(tiny_root, tmp_path):
         assert doc_eval["metrics"][k] == pytest.approx(v, rel=1e-6, abs=1e-6), k
 
 
-def test_ddp_two_processes_match_one(tiny_root, tmp_path):
+def test_ddp_two_processes_match_one(tiny_root, tmp_path, capfd):
     run = tmp_path / "run"
     # one camera: 291 test windows, an odd count, so the distributed sampler pads with repeats
     run_train(
@@ -136,6 +136,8 @@ def test_ddp_two_processes_match_one(tiny_root, tmp_path):
     )
     if not two:  # the spawned rank 0 wrote the file
         two = json.loads((tmp_path / "e2" / "metrics.json").read_text())
+    out, err = capfd.readouterr()  # the spawned processes' output too
+    assert "sync_dist=True" not in out + err  # epoch values are synced by the metrics
     for k, v in one["metrics"].items():
         assert two["metrics"][k] == pytest.approx(v, rel=1e-5, abs=1e-5), k
 
