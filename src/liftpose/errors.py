@@ -14,9 +14,10 @@ class DataError(ValueError):
 
     def __init__(self, path: str | Path | None, field: str, message: str) -> None:
         self.path = None if path is None else str(path)
-        self.field = field
+        self.field = " ".join(str(field).split())
         where = self.path if self.path is not None else "<in-memory>"
-        super().__init__(f"{where}: {field}: {message}")
+        # one line, whatever the message quotes (a library's multi-line error, say)
+        super().__init__(f"{where}: {self.field}: {' '.join(str(message).split())}")
 
 
 class ConfigError(ValueError):

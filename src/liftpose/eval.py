@@ -153,7 +153,7 @@ def eval_setup(cfg: DictConfig) -> tuple[dict, DictConfig, dict]:
     """
     check_config(cfg, EVAL_TOP_LEVEL)
     ckpt_path = str(cfg.ckpt_path)
-    ckpt, train_cfg = load_run_checkpoint(ckpt_path)
+    ckpt, train_cfg = _checkpoint(ckpt_path)
     train_cfg.paths = cfg.paths  # the ${paths.*} of the checkpoint's config: this run's
     override = cfg.get("override")
     if OmegaConf.is_config(override):
@@ -195,6 +195,28 @@ def eval_setup(cfg: DictConfig) -> tuple[dict, DictConfig, dict]:
         data_name = _data_option_name() or "<data config>"
     record = {"ckpt_path": ckpt_path, "data": data_name, "override": _flatten(override)}
     return ckpt, merged, record
+
+
+#: The last checkpoint read, ``(path, file identity, (checkpoint, config))``: the check
+#: before the run folder exists and the run itself read it once.
+_checked: list = []
+
+
+def _identity(path: str) -> tuple:
+    st = Path(path).stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _checkpoint(path: str) -> tuple[dict, DictConfig]:
+    """:func:`load_run_checkpoint`, once for the check and the run of one evaluation."""
+    if _checked and _checked[0][0] == path and Path(path).is_file():
+        if _checked[0][1] == _identity(path):
+            ckpt, cfg = _checked[0][2]
+            return ckpt, OmegaConf.create(OmegaConf.to_container(cfg))
+    _checked.clear()
+    ckpt, cfg = load_run_checkpoint(path)
+    _checked.append((path, _identity(path), (ckpt, cfg)))
+    return ckpt, OmegaConf.create(OmegaConf.to_container(cfg))
 
 
 def _data_option_name() -> str | None:

@@ -19,10 +19,13 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import numpy as np
+from pydantic import ConfigDict, PositiveInt
+from typing_extensions import NotRequired, TypedDict
 
+from liftpose.data.jsonfile import FiniteFloat, PositiveFloat, read_json
 from liftpose.errors import DataError
 
 H36M_CAMERA_IDS: tuple[str, ...] = ("54138969", "55011271", "58860488", "60457274")
@@ -197,36 +200,58 @@ def undistort_normalised(
 
 
 # --------------------------------------------------------------------------- files
-def _field(d: dict, key: str, path: Path | None, where: str) -> Any:
-    if key not in d:
-        raise DataError(path, f"{where}.{key}", "missing")
-    return d[key]
+class _Intrinsics(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    res_w: PositiveInt
+    res_h: PositiveInt
+    center: tuple[FiniteFloat, FiniteFloat]
+    focal_length: tuple[PositiveFloat, PositiveFloat]
+    radial_distortion: NotRequired[tuple[FiniteFloat, FiniteFloat, FiniteFloat]]
+    tangential_distortion: NotRequired[tuple[FiniteFloat, FiniteFloat]]
+
+
+class _Extrinsics(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    orientation: tuple[FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat]
+    translation: tuple[FiniteFloat, FiniteFloat, FiniteFloat]
+
+
+class _Units(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    translation: NotRequired[Literal["mm", "m"]]
+
+
+class CamerasFile(TypedDict):
+    """Schema of a cameras file (:func:`load_cameras`); other fields are allowed."""
+
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    intrinsics: dict[str, _Intrinsics]
+    extrinsics: dict[str, dict[str, _Extrinsics]]
+    units: NotRequired[_Units]
 
 
 def load_cameras(path: str | Path | None = None) -> dict[str, dict[str, Camera]]:
     """Read a cameras file: ``{subject: {camera_id: Camera}}`` with translations in metres.
 
     ``path=None`` reads the Human3.6M calibration shipped with the package. The file holds
-    ``intrinsics[camera_id]`` and ``extrinsics[subject][camera_id]`` (``units.translation``
-    is ``"mm"`` or ``"m"``).
+    ``intrinsics[camera_id]`` (``res_w``, ``res_h`` > 0 pixels, ``center``, ``focal_length`` >
+    0, optional ``radial_distortion`` (3) and ``tangential_distortion`` (2)) and
+    ``extrinsics[subject][camera_id]`` (``orientation``: a unit quaternion ``(w, x, y, z)``,
+    ``translation``); ``units.translation`` is ``"mm"`` (default) or ``"m"``.
+
+    Raises:
+        DataError: naming the file and the field (missing, wrong type, not finite, not a unit
+            quaternion, a camera without intrinsics).
     """
     if path is None:
-        ref = resources.files("liftpose.data") / "assets" / "h36m_cameras.json"
-        text, p = ref.read_text(), Path(str(ref))
+        p = Path(str(resources.files("liftpose.data") / "assets" / "h36m_cameras.json"))
     else:
         p = Path(path)
         if not p.exists():
             raise DataError(p, "file", "cameras file not found")
-        text = p.read_text()
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(p, "json", f"not valid JSON ({e})") from None
-    intr = _field(doc, "intrinsics", p, "cameras")
-    extr = _field(doc, "extrinsics", p, "cameras")
-    scale = {"mm": 1e-3, "m": 1.0}.get(doc.get("units", {}).get("translation", "mm"))
-    if scale is None:
-        raise DataError(p, "units.translation", "must be 'mm' or 'm'")
+    doc = read_json(p, CamerasFile)
+    intr, extr = doc["intrinsics"], doc["extrinsics"]
+    scale = {"mm": 1e-3, "m": 1.0}[doc.get("units", {}).get("translation", "mm")]
     out: dict[str, dict[str, Camera]] = {}
     for subject, cams in extr.items():
         out[subject] = {}
@@ -235,27 +260,27 @@ def load_cameras(path: str | Path | None = None) -> dict[str, dict[str, Camera]]
                 raise DataError(
                     p, f"intrinsics.{cam_id}", f"camera of subject {subject} has no intrinsics"
                 )
-            i = intr[cam_id]
-            where = f"intrinsics.{cam_id}"
-            cam = Camera(
-                id=cam_id,
-                res_w=int(_field(i, "res_w", p, where)),
-                res_h=int(_field(i, "res_h", p, where)),
-                center=np.asarray(_field(i, "center", p, where), dtype=np.float64),
-                focal_length=np.asarray(_field(i, "focal_length", p, where), dtype=np.float64),
-                radial_distortion=np.asarray(i.get("radial_distortion", [0, 0, 0]), np.float64),
-                tangential_distortion=np.asarray(
-                    i.get("tangential_distortion", [0, 0]), np.float64
-                ),
-                orientation=np.asarray(
-                    _field(ext, "orientation", p, f"extrinsics.{subject}.{cam_id}"), np.float64
-                ),
-                translation=np.asarray(
-                    _field(ext, "translation", p, f"extrinsics.{subject}.{cam_id}"), np.float64
+            q = np.asarray(ext["orientation"], dtype=np.float64)
+            if abs(np.linalg.norm(q) - 1.0) > 1e-3:
+                raise DataError(
+                    p,
+                    f"extrinsics.{subject}.{cam_id}.orientation",
+                    f"not a unit quaternion (norm {np.linalg.norm(q):.6g})",
                 )
-                * scale,
+            i = intr[cam_id]
+            out[subject][cam_id] = Camera(
+                id=cam_id,
+                res_w=i["res_w"],
+                res_h=i["res_h"],
+                center=np.asarray(i["center"], dtype=np.float64),
+                focal_length=np.asarray(i["focal_length"], dtype=np.float64),
+                radial_distortion=np.asarray(i.get("radial_distortion", (0, 0, 0)), np.float64),
+                tangential_distortion=np.asarray(
+                    i.get("tangential_distortion", (0, 0)), np.float64
+                ),
+                orientation=q / np.linalg.norm(q),
+                translation=np.asarray(ext["translation"], dtype=np.float64) * scale,
             )
-            out[subject][cam_id] = cam
     return out
 
 

@@ -15,17 +15,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import cv2
 import lightning as L
 import numpy as np
 import torch
+from pydantic import ConfigDict, Field, PositiveInt
 from torch.utils.data import DataLoader, Dataset
+from typing_extensions import NotRequired, TypedDict
 
+from liftpose.data.jsonfile import FiniteFloat, read_json
 from liftpose.data.transforms2d import (
     COCO17,
     COCO_FLIP_PERMUTATION,
@@ -51,46 +53,68 @@ def annotation_file(root: str | Path, split: str) -> Path:
     return Path(root) / "annotations" / f"person_keypoints_{split}.json"
 
 
-def _load_json(path: Path) -> Any:
-    if not path.is_file():
-        raise DataError(path, "file", "not found")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(path, "json", f"malformed JSON ({e})") from e
+_Box = tuple[FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat]
+_Keypoints = Annotated[
+    list[FiniteFloat], Field(min_length=3 * NUM_KEYPOINTS, max_length=3 * NUM_KEYPOINTS)
+]
+_Count = Annotated[int, Field(ge=0)]
+_Area = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
-def _require(path: Path, where: str, entry: Any, fields: tuple[str, ...]) -> None:
-    if not isinstance(entry, dict):
-        raise DataError(path, where, f"expected an object, got {type(entry).__name__}")
-    for f in fields:
-        if f not in entry:
-            raise DataError(path, f"{where}.{f}", "missing field")
+class _Image(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    id: int
+    file_name: str
+    width: PositiveInt
+    height: PositiveInt
+
+
+class _Annotation(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    id: int
+    image_id: int
+    category_id: int
+    bbox: _Box
+    keypoints: _Keypoints
+    num_keypoints: _Count
+    area: _Area
+    iscrowd: NotRequired[Literal[0, 1]]
+
+
+class _Category(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    id: int
+
+
+class CocoKeypointsFile(TypedDict):
+    """Schema of ``person_keypoints_<split>.json`` as this module and ``COCOeval`` read it."""
+
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    images: list[_Image]
+    annotations: list[_Annotation]
+    categories: list[_Category]
+
+
+class _Detection(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    image_id: int
+    category_id: int
+    bbox: _Box
+    score: FiniteFloat
+
+
+#: Schema of a detections file in the COCO results format.
+DetectionsFile = list[_Detection]
 
 
 def load_coco(path: str | Path) -> Any:
     """A ``pycocotools.coco.COCO`` index of a keypoint annotation file, checked for the fields
-    this module and ``COCOeval`` read (clear :class:`DataError` otherwise); quiet."""
+    this module and ``COCOeval`` read (:data:`CocoKeypointsFile`; a clear :class:`DataError`
+    naming the field otherwise); quiet."""
     from pycocotools.coco import COCO
 
     path = Path(path)
-    data = _load_json(path)
-    _require(path, "<top level>", data, ("images", "annotations", "categories"))
-    for i, im in enumerate(data["images"]):
-        _require(path, f"images[{i}]", im, ("id", "file_name", "width", "height"))
-    for i, ann in enumerate(data["annotations"]):
-        _require(
-            path,
-            f"annotations[{i}]",
-            ann,
-            ("id", "image_id", "category_id", "bbox", "keypoints", "num_keypoints", "area"),
-        )
-        kps = ann["keypoints"]
-        if len(kps) != 3 * NUM_KEYPOINTS:
-            raise DataError(
-                path, f"annotations[{i}].keypoints", f"expected {3 * NUM_KEYPOINTS} numbers"
-            )
+    data = read_json(path, CocoKeypointsFile, top="<top level>")
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
@@ -155,19 +179,14 @@ def det_records(
     ``score``, ``category_id``; only category 1 is kept, and boxes scoring above
     ``score_threshold``)."""
     path = Path(det_file)
-    dets = _load_json(path)
-    if not isinstance(dets, list):
-        raise DataError(path, "<top level>", "expected a list of detections (COCO results)")
+    dets = read_json(path, DetectionsFile, top="<top level>")
     ids, files, boxes, scores = [], [], [], []
     for i, d in enumerate(dets):
-        _require(path, f"[{i}]", d, ("image_id", "bbox", "score", "category_id"))
         if d["category_id"] != PERSON_CATEGORY or d["score"] <= score_threshold:
             continue
         img = coco.imgs.get(d["image_id"])
         if img is None:
             raise DataError(path, f"[{i}].image_id", f"image {d['image_id']} not in the split")
-        if len(d["bbox"]) != 4:
-            raise DataError(path, f"[{i}].bbox", "expected [x, y, w, h]")
         box = _clip_box(d["bbox"], img["width"], img["height"])
         if box[2] <= 0 or box[3] <= 0:
             continue

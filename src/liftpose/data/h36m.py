@@ -87,7 +87,29 @@ def read_npz_dict(path: Path, key: str) -> tuple[dict, dict | None]:
         raise DataError(path, key, "expected a pickled dict {subject: {action: ...}}") from None
     if not isinstance(data, dict):
         raise DataError(path, key, f"expected a dict, got {type(data).__name__}")
+    for subject, actions in data.items():
+        if not isinstance(subject, str):
+            raise DataError(path, f"{key}[{subject!r}]", "subject names must be strings")
+        if not isinstance(actions, dict):
+            what = type(actions).__name__
+            raise DataError(path, f"{key}[{subject}]", f"expected {{action: ...}}, got a {what}")
+        bad = [a for a in actions if not isinstance(a, str)]
+        if bad:
+            raise DataError(path, f"{key}[{subject}][{bad[0]!r}]", "action names must be strings")
+    if meta is not None and not isinstance(meta, dict):
+        raise DataError(path, "metadata", f"expected a dict, got {type(meta).__name__}")
     return data, meta
+
+
+def _float_array(x: object, path: Path, field: str) -> np.ndarray:
+    """``x`` as a float64 array, or a DataError for anything but real numbers."""
+    try:
+        a = np.asarray(x)
+        if a.dtype.kind not in "iufO":
+            raise TypeError(f"dtype {a.dtype}")
+        return np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise DataError(path, field, f"not an array of real numbers ({e})") from None
 
 
 def _check_finite(arr: np.ndarray, path: Path, field: str) -> None:
@@ -136,8 +158,8 @@ def load_sequences(
     p3, p2, pc = files["3d"], files["2d"], files["cameras"]
     pos3d, _ = read_npz_dict(p3, "positions_3d")
     pos2d, meta = read_npz_dict(p2, "positions_2d")
-    if meta is not None and int(meta.get("num_joints", 17)) != 17:
-        raise DataError(p2, "metadata.num_joints", f"expected 17, got {meta.get('num_joints')}")
+    if meta is not None and meta.get("num_joints", 17) != 17:
+        raise DataError(p2, "metadata.num_joints", f"expected 17, got {meta.get('num_joints')!r}")
     cams = dataset_cameras(root, name)
     cameras = None if cameras is None else [str(c) for c in cameras]
     actions = None if actions is None else [str(a) for a in actions]
@@ -172,9 +194,11 @@ def load_sequences(
             if actions is not None and action_group(action) not in actions:
                 continue
             field3 = f"positions_3d[{subject}][{action}]"
-            world = np.asarray(pos3d[subject][action], dtype=np.float64)
+            world = _float_array(pos3d[subject][action], p3, field3)
             if world.ndim != 3 or world.shape[-1] != 3 or world.shape[1] not in (17, 32):
                 raise DataError(p3, field3, f"expected shape (T, 17 or 32, 3), got {world.shape}")
+            if world.shape[0] == 0:
+                raise DataError(p3, field3, "no frames")
             if world.shape[1] == 32:
                 world = reduce_32_to_17(world)
             _check_finite(world, p3, field3)
@@ -185,6 +209,14 @@ def load_sequences(
                     "missing action (present in the 3-D file)",
                 )
             views = pos2d[subject][action]
+            if not isinstance(views, (list, tuple, np.ndarray)) or (
+                isinstance(views, np.ndarray) and views.ndim == 0
+            ):
+                raise DataError(
+                    p2,
+                    f"positions_2d[{subject}][{action}]",
+                    f"expected a list of camera views, got {type(views).__name__}",
+                )
             if len(views) != len(cam_list):
                 raise DataError(
                     p2,
@@ -196,7 +228,7 @@ def load_sequences(
                 if cameras is not None and cam.id not in cameras and str(ci) not in cameras:
                     continue
                 field2 = f"positions_2d[{subject}][{action}][{ci}]"
-                kp = np.asarray(kp)
+                kp = _float_array(kp, p2, field2)
                 if kp.ndim != 3 or kp.shape[1:] != (17, 2):
                     raise DataError(p2, field2, f"expected shape (T, 17, 2), got {kp.shape}")
                 if kp.shape[0] < world.shape[0]:
@@ -208,14 +240,21 @@ def load_sequences(
                 kp = kp[: world.shape[0]]
                 _check_finite(kp, p2, field2)
                 pose_cam = cam.world_to_camera(world)
+                pose_2d = _normalise_2d(kp, cam)
+                pose_3d = (pose_cam - pose_cam[:, :1]).astype(np.float32)
+                root = pose_cam[:, 0].astype(np.float32)
+                # values beyond float32 (1e300 in a file, say) are errors, not infinities
+                _check_finite(pose_2d, p2, f"{field2} (normalised)")
+                _check_finite(pose_3d, p3, f"{field3} (camera {cam.id})")
+                _check_finite(root, p3, f"{field3} (camera {cam.id}, root)")
                 out.append(
                     Sequence(
                         subject,
                         action,
                         cam.id,
-                        _normalise_2d(kp, cam),
-                        (pose_cam - pose_cam[:, :1]).astype(np.float32),
-                        root=pose_cam[:, 0].astype(np.float32),
+                        pose_2d,
+                        pose_3d,
+                        root=root,
                         intrinsics=normalised_intrinsics(cam),
                     )
                 )

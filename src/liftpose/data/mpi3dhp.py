@@ -131,6 +131,9 @@ def read_3dhp(path: str | Path) -> dict:
         raise DataError(path, "data", "expected a pickled dict {sequence: ...}") from None
     if not isinstance(data, dict):
         raise DataError(path, "data", f"expected a dict, got {type(data).__name__}")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise DataError(path, f"data[{bad[0]!r}]", "sequence names must be strings")
     return data
 
 
@@ -145,7 +148,9 @@ def _array(entry: Any, key: str, path: Path, field: str, shape: tuple) -> np.nda
     if not isinstance(entry, dict):
         raise DataError(path, field, f"expected a dict of arrays, got {type(entry).__name__}")
     if key not in entry:
-        raise DataError(path, f'{field}["{key}"]', f"missing key; the entry has {sorted(entry)}")
+        raise DataError(
+            path, f'{field}["{key}"]', f"missing key; the entry has {sorted(map(str, entry))}"
+        )
     try:
         arr = np.asarray(entry[key], dtype=np.float64)
     except (TypeError, ValueError):
@@ -234,16 +239,18 @@ def load_3dhp_test(path: str | Path, sequences: list[str] | None = None) -> list
         if not np.isfinite(v).all():
             raise DataError(path, f'{field}["valid"]', "NaN/inf in the valid mask")
         valid = v != 0
-        _check_finite(p2, valid, path, f'{field}["data_2d"]')
-        _check_finite(p3, valid, path, f'{field}["data_3d"]')
-        p2, p3 = _fill_invalid(p2, valid), _fill_invalid(p3, valid)
+        # checked as they come out (float32): 1e300 in a file is an error, not an infinity
+        pose_2d = _normalised(p2, MPI3DHP_TEST_RESOLUTION[name])
+        pose_3d = _root_relative_m(p3)
+        _check_finite(pose_2d, valid, path, f'{field}["data_2d"]')
+        _check_finite(pose_3d, valid, path, f'{field}["data_3d"]')
         out.append(
             Sequence(
                 subject=name,
                 action=name,
                 camera="0",
-                pose_2d=_normalised(p2, MPI3DHP_TEST_RESOLUTION[name]),
-                pose_3d=_root_relative_m(p3),
+                pose_2d=_fill_invalid(pose_2d, valid),
+                pose_3d=_fill_invalid(pose_3d, valid),
                 group=MPI3DHP_TEST_SCENES[name],
                 valid=valid,
             )
@@ -311,15 +318,17 @@ def load_3dhp_train(
                 if n == 0:
                     raise DataError(path, cfield, "no frames")
                 all_valid = np.ones(n, dtype=bool)
-                _check_finite(p2, all_valid, path, f'{cfield}["data_2d"]')
-                _check_finite(p3, all_valid, path, f'{cfield}["data_3d"]')
+                pose_2d = _normalised(p2, MPI3DHP_TRAIN_RESOLUTION)
+                pose_3d = _root_relative_m(p3)
+                _check_finite(pose_2d, all_valid, path, f'{cfield}["data_2d"]')
+                _check_finite(pose_3d, all_valid, path, f'{cfield}["data_3d"]')
                 out.append(
                     Sequence(
                         subject=subject,
                         action=action,
                         camera=str(cam),
-                        pose_2d=_normalised(p2, MPI3DHP_TRAIN_RESOLUTION),
-                        pose_3d=_root_relative_m(p3),
+                        pose_2d=pose_2d,
+                        pose_3d=pose_3d,
                     )
                 )
     if not out:

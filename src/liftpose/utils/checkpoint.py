@@ -9,7 +9,6 @@ finds the data where its own ``paths`` point, and any of them can be overridden.
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -76,18 +75,12 @@ def load_run_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
         DataError: the file is missing, unreadable or truncated, not a liftpose checkpoint, or
             its ``state_dict`` or ``liftpose_config`` is malformed (one line naming the field).
     """
+    import torch
+
     p = Path(path)
     if not p.is_file():
         raise DataError(p, "file", "checkpoint not found")
-    st = p.stat()
-    return _load(str(p.resolve()), st.st_mtime_ns, st.st_size)
-
-
-@functools.lru_cache(maxsize=2)
-def _load(path: str, mtime_ns: int, size: int) -> tuple[dict, DictConfig]:
-    """The checks of :func:`load_run_checkpoint`; cached per file version (an entry point
-    checks a checkpoint before its run folder exists, then uses it)."""
-    import torch
+    path = str(p)
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)

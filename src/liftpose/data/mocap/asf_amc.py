@@ -178,9 +178,12 @@ def _floats(path: Path, fld: str, tokens: list[str], n: int | None = None) -> np
     if n is not None and len(tokens) != n:
         raise DataError(path, fld, f"expected {n} numbers, got {len(tokens)}: {' '.join(tokens)}")
     try:
-        return np.array([float(t) for t in tokens], dtype=np.float64)
+        out = np.array([float(t) for t in tokens], dtype=np.float64)
     except ValueError:
         raise DataError(path, fld, f"not a number in {' '.join(tokens)!r}") from None
+    if not np.isfinite(out).all():
+        raise DataError(path, fld, f"not a finite number in {' '.join(tokens)!r}")
+    return out
 
 
 def _sections(path: Path, text: str) -> dict[str, list[list[str]]]:
@@ -251,14 +254,17 @@ def _parse_bone(path: Path, block: list[list[str]], to_rad: float) -> AsfBone:
     bad = [d for d in dof if d not in _ROT_DOFS]
     if bad or len(set(dof)) != len(dof):
         raise DataError(path, f"{where}/dof", f"unsupported or repeated DOFs {bad or dof}")
-    lim = np.array(
-        [float(v) for v in " ".join(limits).replace("(", " ").replace(")", " ").split()],
-        dtype=np.float64,
+    lim = _floats(
+        path, f"{where}/limits", " ".join(limits).replace("(", " ").replace(")", " ").split()
     )
     if dof and lim.size and lim.size != 2 * len(dof):
         raise DataError(path, f"{where}/limits", f"{lim.size // 2} ranges for {len(dof)} DOFs")
     lim = lim.reshape(-1, 2) * to_rad if lim.size else np.zeros((0, 2))
-    bone_id = int(fields["id"][0]) if fields.get("id") else -1
+    bone_id = -1
+    if fields.get("id"):
+        if not fields["id"][0].lstrip("-").isdigit():
+            raise DataError(path, f"{where}/id", f"not an integer: {fields['id'][0]!r}")
+        bone_id = int(fields["id"][0])
     return AsfBone(name, bone_id, direction / norm, length, axis, axis_toks[3].upper(), dof, lim)
 
 
@@ -327,7 +333,7 @@ def read_asf(path: str | Path) -> AsfSkeleton:
     bad = [c for c in order if c not in ("tx", "ty", "tz") + _ROT_DOFS]
     if bad or len(set(order)) != len(order):
         raise DataError(path, ":root/order", f"bad channels {' '.join(order)}")
-    axis = root.get("axis", ["XYZ"])[0].upper()
+    axis = (root.get("axis") or [""])[0].upper()
     if sorted(axis) != ["X", "Y", "Z"]:
         raise DataError(path, ":root/axis", f"expected a permutation of XYZ, got {axis!r}")
     position = _floats(path, ":root/position", root.get("position", ["0"] * 3), 3)
@@ -412,6 +418,8 @@ def read_amc(path: str | Path, skeleton: AsfSkeleton) -> AmcMotion:
         flat = np.array([v for t in rows for v in t[1:]], dtype=np.float64)
     except ValueError:
         raise DataError(path, "frames", "a DOF value is not a number") from None
+    if not np.isfinite(flat).all():
+        raise DataError(path, "frames", "a DOF value is not finite")
     table = flat.reshape(len(starts), -1)  # (T, D)
     values: dict[str, np.ndarray] = {}
     col = 0

@@ -84,9 +84,12 @@ class _Tokens:
     def floats(self, n: int, fld: str) -> np.ndarray:
         vals = [self.next(fld) for _ in range(n)]
         try:
-            return np.array([float(v) for v in vals], dtype=np.float64)
+            out = np.array([float(v) for v in vals], dtype=np.float64)
         except ValueError:
             raise DataError(self.path, fld, f"expected {n} numbers, got {' '.join(vals)}") from None
+        if not np.isfinite(out).all():
+            raise DataError(self.path, fld, f"not finite: {' '.join(vals)}")
+        return out
 
 
 def _parse_hierarchy(path: Path, text: str) -> tuple[list, list, list, list]:
@@ -156,6 +159,8 @@ def _parse_motion(path: Path, text: str, n_channels: int) -> tuple[np.ndarray, f
     if head[2][:2] != ["Frame", "Time:"] or len(head[2]) != 3:
         raise DataError(path, "MOTION/Frame Time", f"expected 'Frame Time: <s>', got {lines[2]!r}")
     n_frames = int(head[1][1])
+    if n_frames == 0:
+        raise DataError(path, "MOTION/Frames", "no frames")
     try:
         frame_time = float(head[2][2])
     except ValueError:
@@ -178,6 +183,8 @@ def _parse_motion(path: Path, text: str, n_channels: int) -> tuple[np.ndarray, f
         values = np.array([v for r in rows for v in r], dtype=np.float64)
     except ValueError:
         raise DataError(path, "MOTION", "a channel value is not a number") from None
+    if not np.isfinite(values).all():
+        raise DataError(path, "MOTION", "a channel value is not finite")
     return values.reshape(n_frames, n_channels), frame_time
 
 
