@@ -128,7 +128,10 @@ class Mutator:
         op = int(self.rng.integers(10))
         if op == 0:
             dt = self.pick([np.int8, np.float16, np.complex64, bool, object, "U4", np.int64])
-            x = x.astype(dt)
+            try:
+                x = x.astype(dt)
+            except (TypeError, ValueError):  # e.g. text that is no number
+                return self._weird()
         elif op == 1 and x.ndim >= 2:
             x = np.swapaxes(x, 0, x.ndim - 1)
         elif op == 2 and x.ndim >= 1:
@@ -159,6 +162,8 @@ class Mutator:
         for k in path[:-1]:
             parent = parent[k]
         key, node = path[-1], parent[path[-1]]
+        if isinstance(parent, tuple):  # immutable: left as it is
+            return obj
         op = int(self.rng.integers(5))
         if op == 0 and isinstance(parent, dict):
             del parent[key]
@@ -172,8 +177,6 @@ class Mutator:
             parent[key] = self._array(node)
         elif op == 3 and isinstance(node, (dict, list)):
             parent[key] = type(node)()
-        elif isinstance(parent, tuple):
-            return obj
         else:
             parent[key] = self._weird()
         return obj

@@ -27,7 +27,7 @@ from pydantic import ConfigDict, Field, PositiveInt
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import NotRequired, TypedDict
 
-from liftpose.data.jsonfile import FiniteFloat, read_json
+from liftpose.data.jsonfile import read_json
 from liftpose.data.transforms2d import (
     COCO17,
     COCO_FLIP_PERMUTATION,
@@ -53,9 +53,11 @@ def annotation_file(root: str | Path, split: str) -> Path:
     return Path(root) / "annotations" / f"person_keypoints_{split}.json"
 
 
-_Box = tuple[FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat]
+#: pixel coordinates (and keypoint visibilities): finite and within +-1e6
+_Pixel = Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
+_Box = tuple[_Pixel, _Pixel, _Pixel, _Pixel]
 _Keypoints = Annotated[
-    list[FiniteFloat], Field(min_length=3 * NUM_KEYPOINTS, max_length=3 * NUM_KEYPOINTS)
+    list[_Pixel], Field(min_length=3 * NUM_KEYPOINTS, max_length=3 * NUM_KEYPOINTS)
 ]
 _Count = Annotated[int, Field(ge=0)]
 _Area = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -100,7 +102,7 @@ class _Detection(TypedDict):
     image_id: int
     category_id: int
     bbox: _Box
-    score: FiniteFloat
+    score: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
 
 
 #: Schema of a detections file in the COCO results format.

@@ -158,8 +158,9 @@ def load_sequences(
     p3, p2, pc = files["3d"], files["2d"], files["cameras"]
     pos3d, _ = read_npz_dict(p3, "positions_3d")
     pos2d, meta = read_npz_dict(p2, "positions_2d")
-    if meta is not None and meta.get("num_joints", 17) != 17:
-        raise DataError(p2, "metadata.num_joints", f"expected 17, got {meta.get('num_joints')!r}")
+    joints = 17 if meta is None else meta.get("num_joints", 17)
+    if not isinstance(joints, (int, np.integer)) or isinstance(joints, bool) or joints != 17:
+        raise DataError(p2, "metadata.num_joints", f"expected 17, got {joints!r}")
     cams = dataset_cameras(root, name)
     cameras = None if cameras is None else [str(c) for c in cameras]
     actions = None if actions is None else [str(a) for a in actions]

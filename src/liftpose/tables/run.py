@@ -59,6 +59,8 @@ from liftpose.utils.run import CONF_DIR
 #: config keys that do not change what a run computes, left out of its hash
 UNHASHED = ("hydra", "paths", "logger", "table", "tags", "task_name", "ckpt_path")
 UNHASHED_TRAINER = ("enable_progress_bar", "log_every_n_steps")
+#: callbacks that report or save progress without changing what a run computes
+UNHASHED_CALLBACKS = ("log_progress", "time_checkpoint")
 #: keys naming where a run writes, left out at any depth (they follow the run folder)
 OUTPUT_KEYS = ("dirpath", "default_root_dir", "save_dir")
 DEFAULT_EXPERIMENTS = Path(os.environ.get("LIFTPOSE_EXPERIMENTS", CONF_DIR.parent / "experiments"))
@@ -140,6 +142,9 @@ def config_hash(cfg: DictConfig | dict) -> str:
     doc = {k: v for k, v in doc.items() if k not in UNHASHED}
     if isinstance(doc.get("trainer"), dict):
         doc["trainer"] = {k: v for k, v in doc["trainer"].items() if k not in UNHASHED_TRAINER}
+    if isinstance(doc.get("callbacks"), dict):
+        cbs = doc["callbacks"]
+        doc["callbacks"] = {k: v for k, v in cbs.items() if k not in UNHASHED_CALLBACKS}
     blob = json.dumps(drop_defaults(doc), sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:8]
 
