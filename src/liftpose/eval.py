@@ -171,13 +171,17 @@ def eval_setup(cfg: DictConfig) -> tuple[dict, DictConfig, dict]:
     check_overrides(override, train_cfg)
     merged = OmegaConf.create(OmegaConf.to_container(train_cfg, resolve=False))
     new_data: Any = None
+    lifting = "receptive_field" in train_cfg.data  # 2-D keypoint windows (not images)
     if cfg.get("data_root") is not None:
+        if not lifting:
+            raise ConfigError("data=<folder> tests lifting checkpoints (2-D keypoint input)")
         new_data = folder_data(cfg.data_root, train_cfg.data)
     elif data_option is not None:
         node = OmegaConf.create(OmegaConf.to_container(data_option, resolve=False))
-        node.train_subjects = []
-        for key in FROM_CHECKPOINT:
-            node[key] = train_cfg.data.get(key)
+        if lifting and "receptive_field" in node:
+            node.train_subjects = []  # tested only: the training subjects are not needed
+            for key in FROM_CHECKPOINT:
+                node[key] = train_cfg.data.get(key)
         new_data = node
     if new_data is not None:
         merged.data = new_data

@@ -115,8 +115,11 @@ def load_run_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
 
 
 def load_weights(module: Any, state_dict: dict, path: str | Path) -> None:
-    """``module.load_state_dict(state_dict)``, a mismatch reported as one :class:`DataError`
-    naming the first missing, unexpected or wrongly shaped entry."""
+    """``module.load_state_dict(state_dict)``; a mismatch is one :class:`DataError` naming the
+    first missing, unexpected, wrongly shaped or typed entry, or one whose values are not
+    finite in the model's dtype."""
+    import torch
+
     own = module.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -124,12 +127,20 @@ def load_weights(module: Any, state_dict: dict, path: str | Path) -> None:
         what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise DataError(path, "state_dict", f"does not fit the model: {what}")
     for k, v in own.items():
-        if tuple(state_dict[k].shape) != tuple(v.shape):
+        w = state_dict[k]
+        if tuple(w.shape) != tuple(v.shape):
             raise DataError(
                 path,
                 f"state_dict[{k!r}]",
-                f"shape {tuple(state_dict[k].shape)}, the model has {tuple(v.shape)}",
+                f"shape {tuple(w.shape)}, the model has {tuple(v.shape)}",
             )
+        if v.is_floating_point():
+            if not w.is_floating_point():
+                raise DataError(
+                    path, f"state_dict[{k!r}]", f"dtype {w.dtype}, the model has {v.dtype}"
+                )
+            if not bool(torch.isfinite(w.to(v.dtype)).all()):
+                raise DataError(path, f"state_dict[{k!r}]", f"NaN/inf as {v.dtype}")
     module.load_state_dict(state_dict)
 
 
