@@ -96,9 +96,11 @@ def load_run_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
     config = ckpt["liftpose_config"]
     if not isinstance(config, dict):
         raise DataError(path, "liftpose_config", f"expected a mapping, got {type(config).__name__}")
-    for key in ("model", "module", "data"):
+    for key in ("model", "module"):
         if not isinstance(config.get(key), dict) or "_target_" not in config[key]:
             raise DataError(path, f"liftpose_config.{key}", "missing or without _target_")
+    if not isinstance(config.get("data"), dict):
+        raise DataError(path, "liftpose_config.data", "missing or not a mapping")
     state = ckpt.get("state_dict")
     if not isinstance(state, dict) or not state:
         raise DataError(path, "state_dict", "missing or empty")
