@@ -256,6 +256,17 @@ def test_truncated_checkpoint_is_one_line_at_eval(trained, tmp_path, monkeypatch
     assert len(err.splitlines()) == 1 and not (tmp_path / "logs").exists()
 
 
+def test_damaged_checkpoint_weights_are_detected(trained, tmp_path):
+    from liftpose.utils.checkpoint import load_run_checkpoint
+
+    ckpt = torch.load(trained / "logs" / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    key = next(k for k, v in ckpt["state_dict"].items() if v.is_floating_point() and v.numel())
+    ckpt["state_dict"][key].view(-1)[0] = 3e37  # one damaged number, still finite
+    torch.save(ckpt, tmp_path / "damaged.ckpt")
+    with pytest.raises(DataError, match=r"damaged\.ckpt: state_dict: .*differ from the hash"):
+        load_run_checkpoint(tmp_path / "damaged.ckpt")
+
+
 @pytest.mark.parametrize(
     "override,refused",
     [

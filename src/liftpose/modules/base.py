@@ -78,6 +78,11 @@ class RunModule(L.LightningModule):
             if isinstance(checkpoint.get(dm_key), dict):
                 checkpoint[dm_key] = relative_paths(checkpoint[dm_key], root)
         checkpoint["liftpose_config"] = config
+        if config is not None:
+            from liftpose.utils.checkpoint import checkpoint_hash
+
+            # checked when read: a damaged file is an error, not a quietly different network
+            checkpoint["liftpose_hash"] = checkpoint_hash(checkpoint["state_dict"], config)
         checkpoint["liftpose_val_history"] = self.val_history
         checkpoint["liftpose_rng"] = {
             "python": random.getstate(),

@@ -68,12 +68,31 @@ def relative_paths(obj: Any, root: str | None) -> Any:
     return obj
 
 
+def checkpoint_hash(state_dict: dict, config: Any) -> str:
+    """Hash of the weights (names, dtypes, shapes, bytes) and the run config of a checkpoint:
+    stored as ``liftpose_hash`` when it is saved, checked when it is read."""
+    import hashlib
+    import json
+
+    import torch
+
+    h = hashlib.sha1()
+    for k in sorted(state_dict):
+        t = state_dict[k]
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
+        flat = t.detach().cpu().contiguous().reshape(-1)
+        h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    h.update(json.dumps(config, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
 def load_run_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
     """A liftpose checkpoint and the run config it carries.
 
     Raises:
-        DataError: the file is missing, unreadable or truncated, not a liftpose checkpoint, or
-            its ``state_dict`` or ``liftpose_config`` is malformed (one line naming the field).
+        DataError: the file is missing, unreadable or truncated, not a liftpose checkpoint, its
+            ``state_dict`` or ``liftpose_config`` is malformed, or they do not match the hash
+            saved with them (a damaged file; one line naming the field).
     """
     import torch
 
@@ -109,6 +128,15 @@ def load_run_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
             raise DataError(path, f"state_dict[{k!r}]", f"not a tensor ({type(v).__name__})")
         if v.is_floating_point() and not bool(torch.isfinite(v).all()):
             raise DataError(path, f"state_dict[{k!r}]", "NaN/inf values")
+    stored = ckpt.get("liftpose_hash")
+    try:
+        actual = None if stored is None else checkpoint_hash(state, config)
+    except TypeError as e:  # e.g. keys of mixed types in the config
+        raise DataError(path, "liftpose_config", f"not a valid config ({e})") from None
+    if stored is not None and stored != actual:
+        raise DataError(
+            path, "state_dict", "weights or config differ from the hash saved with them (damaged)"
+        )
     try:
         cfg = OmegaConf.create(config)
     except Exception as e:
