@@ -10,6 +10,7 @@ import torch
 
 from liftpose.data.datamodule import LiftingDataModule, SplitArrays, WindowDataset
 from liftpose.data.h36m import Sequence, normalised_intrinsics, subset_sequence
+from liftpose.data.sampler import EpochSampler
 from liftpose.data.skeleton import H36M17
 from liftpose.errors import ConfigError, DataError
 from liftpose.models.refine import PoseRefinement, uvd_to_xyz
@@ -68,8 +69,8 @@ def test_camera_context_back_projects_the_poses_also_mirrored(target):
         arrays, 5, target, flip_augment=True, flip_permutation=H36M17.flip_permutation,
         camera_context=True,
     )  # fmt: skip
-    torch.manual_seed(0)
-    batch = ds.__getitems__(list(range(len(ds))))
+    # every window, each mirrored or not as the training sampler draws it (index + len)
+    batch = ds.__getitems__(EpochSampler(len(ds), flip=True, seed=0).order(0).tolist())
     assert batch["camera"].shape == (len(ds), 4)
     t = batch["pose_3d"].shape[1]
     assert batch["root_3d"].shape == (len(ds), t, 3)

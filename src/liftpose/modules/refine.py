@@ -63,10 +63,12 @@ class RefineModule(LiftingModule):
     def load_lifter(self, path: str | Path) -> None:
         """Load the lifter weights of a liftpose checkpoint (``model.*``), all but
         ``model.refine.*``, which must be the only missing keys."""
+        from liftpose.utils.checkpoint import read_checkpoint_file
+
         if not Path(path).is_file():
             raise DataError(path, "file", "module.init_weights: checkpoint not found")
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+        ckpt = read_checkpoint_file(path)  # a truncated file: one line, not a traceback
+        state = ckpt.get("state_dict")
         if not isinstance(state, dict):
             raise DataError(path, "state_dict", "not a Lightning checkpoint")
         weights = {k: v for k, v in state.items() if k.startswith("model.")}

@@ -19,6 +19,8 @@ from liftpose.errors import DataError
 
 __all__ = [
     "TimedCheckpoint",
+    "checkpoint_hash",
+    "read_checkpoint_file",
     "load_run_checkpoint",
     "load_weights",
     "portable_config",
@@ -86,6 +88,29 @@ def checkpoint_hash(state_dict: dict, config: Any) -> str:
     return h.hexdigest()[:16]
 
 
+def read_checkpoint_file(path: str | Path) -> dict:
+    """The dict a checkpoint file holds (``torch.load`` on the CPU).
+
+    Raises:
+        DataError: the file is missing, truncated or not a checkpoint (one line).
+    """
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(p, "file", "checkpoint not found")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated zip, bad pickle, a file of another kind...
+        why = str(e).splitlines()[0][:200] if str(e) else ""
+        raise DataError(
+            p, "file", f"unreadable or truncated checkpoint ({type(e).__name__}: {why})"
+        ) from None
+    if not isinstance(ckpt, dict):
+        raise DataError(p, "file", f"not a checkpoint (a {type(ckpt).__name__})")
+    return ckpt
+
+
 def load_run_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
     """A liftpose checkpoint and the run config it carries.
 
@@ -96,20 +121,8 @@ def load_run_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
     """
     import torch
 
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(p, "file", "checkpoint not found")
-    path = str(p)
-
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated zip, bad pickle, a file of another kind...
-        why = str(e).splitlines()[0][:200] if str(e) else ""
-        raise DataError(
-            path, "file", f"unreadable or truncated checkpoint ({type(e).__name__}: {why})"
-        ) from None
-    if not isinstance(ckpt, dict):
-        raise DataError(path, "file", f"not a checkpoint (a {type(ckpt).__name__})")
+    ckpt = read_checkpoint_file(path)
+    path = str(path)
     if "liftpose_config" not in ckpt:
         raise DataError(path, "liftpose_config", "not a liftpose checkpoint")
     config = ckpt["liftpose_config"]
