@@ -242,8 +242,9 @@ def load_sequences(
                 _check_finite(kp, p2, field2)
                 pose_cam = cam.world_to_camera(world)
                 pose_2d = _normalise_2d(kp, cam)
-                pose_3d = (pose_cam - pose_cam[:, :1]).astype(np.float32)
-                root = pose_cam[:, 0].astype(np.float32)
+                with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+                    pose_3d = (pose_cam - pose_cam[:, :1]).astype(np.float32)
+                    root = pose_cam[:, 0].astype(np.float32)
                 # values beyond float32 (1e300 in a file, say) are errors, not infinities
                 _check_finite(pose_2d, p2, f"{field2} (normalised)")
                 _check_finite(pose_3d, p3, f"{field3} (camera {cam.id})")
@@ -274,9 +275,10 @@ def load_sequences(
 
 
 def _normalise_2d(kp: np.ndarray, cam: Camera) -> np.ndarray:
-    return normalize_screen_coordinates(kp.astype(np.float64), cam.res_w, cam.res_h).astype(
-        np.float32
-    )
+    with np.errstate(over="ignore"):  # beyond float32: inf, reported by the caller's check
+        return normalize_screen_coordinates(kp.astype(np.float64), cam.res_w, cam.res_h).astype(
+            np.float32
+        )
 
 
 def normalised_intrinsics(cam: Camera) -> np.ndarray:

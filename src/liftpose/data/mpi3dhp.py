@@ -201,13 +201,16 @@ def _fill_invalid(arr: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 def _root_relative_m(data_3d: np.ndarray) -> np.ndarray:
     """Camera-frame millimetres ``(F, 17, 3)`` in 3DHP order -> root-relative metres, H36M order."""
-    x = (data_3d - data_3d[:, MPI3DHP_ROOT : MPI3DHP_ROOT + 1]) / 1000.0
-    return to_h36m_order(x).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are checked
+        x = (data_3d - data_3d[:, MPI3DHP_ROOT : MPI3DHP_ROOT + 1]) / 1000.0
+        return to_h36m_order(x).astype(np.float32)
 
 
 def _normalised(data_2d: np.ndarray, res: tuple[int, int]) -> np.ndarray:
     """Pixels ``(F, 17, 2)`` in 3DHP order -> normalised screen coordinates, H36M order."""
-    return to_h36m_order(normalize_screen_coordinates(data_2d, res[0], res[1])).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are checked
+        x = normalize_screen_coordinates(data_2d, res[0], res[1])
+        return to_h36m_order(x).astype(np.float32)
 
 
 def load_3dhp_test(path: str | Path, sequences: list[str] | None = None) -> list[Sequence]:
