@@ -319,6 +319,10 @@ def test_strided_attention_is_masked_attention() -> None:
         dense.load_state_dict(attn.state_dict())
         assert not torch.allclose(dense(x), got)
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+    assert not attn._mask_cache  # the sparse path builds no (H, n, n) mask
+    attn.sparse = False  # the masked reference
+    with torch.no_grad():
+        torch.testing.assert_close(attn(x), ref, rtol=1e-5, atol=1e-6)
     assert list(attn._mask_cache) == [(27, "cpu")]  # built once per length and device
     with pytest.raises(ValueError, match="pattern"):
         Attention(32, pattern="sparse")

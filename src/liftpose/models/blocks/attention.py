@@ -4,12 +4,29 @@ Two connectivity patterns (``pattern``):
 
 * ``dense``: every token attends to every token.
 * ``strided``: the strided factorised attention of the Sparse Transformer (Child et al. 2019,
-  strided-transformer.txt section 4.2.1). The first half of the heads attends to the nearby
-  positions ``|i - j| <= l // 2``, the second half to every ``l``-th position ``(i - j) % l ==
-  0``, with the stride ``l = round(sqrt(n))`` (or ``stride``). Child et al. define it causally
-  (the previous ``l`` positions); a lifter sees its whole window, so liftpose makes both parts
-  two-sided. Each head then sees about ``sqrt(n)`` keys and the union of the two patterns about
-  ``2 / sqrt(n)`` of the dense pairs. The mask is built once per sequence length and device.
+  strided-transformer.txt section 4.2.1, eqs. 4-5). The first half of the heads attends to the
+  nearby positions ``|i - j| <= l // 2``, the second half to every ``l``-th position ``(i - j) %
+  l == 0``, with the stride ``l = round(sqrt(n))`` (or ``stride``). Child et al. define it
+  causally (the previous ``l`` positions); a lifter sees its whole window, so liftpose makes
+  both parts two-sided. Each head then sees about ``sqrt(n)`` keys.
+
+The strided pattern is computed on its pairs only (:func:`strided_attention`), in
+``O(n sqrt(n))`` time and memory:
+
+* the nearby heads (:func:`local_attention`) cut the sequence into blocks of ``b = max(l // 2,
+  1)`` queries; the keys of a block lie in it and its two neighbours, so each block attends to
+  ``3 b`` keys through one batched ``scaled_dot_product_attention`` call with a fixed band mask
+  (about ``1.5x`` the pairs of the band, never the ``n x n`` matrix);
+* the strided heads (:func:`residue_attention`) reshape the sequence to ``(n / l, l)`` (the
+  Sparse Transformer's factorisation): position ``a l + r`` is row ``a`` of column ``r``, and
+  a column attends densely within itself, ``l`` independent sequences of ``n / l`` tokens, with
+  no mask (a sequence that is not a multiple of ``l`` makes two calls, for the columns of
+  ``ceil(n / l)`` and of ``floor(n / l)`` tokens).
+
+With one head the head sees the union of both parts (:func:`union_strided_attention`, gathered
+keys). :func:`strided_mask` gives the same pattern as a boolean ``(H, n, n)`` mask;
+:func:`masked_strided_attention` (dense attention under that mask, every pair computed) is the
+reference the sparse path is tested against (equal within 1e-5 in values and gradients).
 """
 
 from __future__ import annotations
@@ -20,9 +37,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ATTENTION_PATTERNS", "Attention", "strided_mask"]
+__all__ = [
+    "ATTENTION_PATTERNS",
+    "Attention",
+    "local_attention",
+    "masked_strided_attention",
+    "residue_attention",
+    "strided_attention",
+    "strided_mask",
+    "strided_stride",
+    "union_strided_attention",
+]
 
 ATTENTION_PATTERNS = ("dense", "strided")
+
+
+def strided_stride(n: int, stride: int | None = None) -> int:
+    """The stride ``l`` of the strided pattern over ``n`` tokens: ``stride`` or
+    ``max(1, round(sqrt(n)))``."""
+    return int(stride) if stride else max(1, round(math.sqrt(n)))
 
 
 def strided_mask(n: int, num_heads: int, stride: int | None = None, device=None) -> torch.Tensor:
@@ -32,7 +65,7 @@ def strided_mask(n: int, num_heads: int, stride: int | None = None, device=None)
     ``(i - j) % l == 0``; ``l = stride or max(1, round(sqrt(n)))``. With one head, the head sees
     the union of both.
     """
-    ell = stride or max(1, round(math.sqrt(n)))
+    ell = strided_stride(n, stride)
     i = torch.arange(n, device=device)
     d = i[:, None] - i[None, :]
     local = d.abs() <= ell // 2
@@ -43,6 +76,166 @@ def strided_mask(n: int, num_heads: int, stride: int | None = None, device=None)
     return torch.cat(
         [local.expand(half, n, n), strided.expand(num_heads - half, n, n)], dim=0
     ).contiguous()
+
+
+def masked_strided_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    stride: int | None = None,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Reference strided attention: dense attention under :func:`strided_mask` (every pair is
+    computed, then masked). ``q, k, v: (B, H, n, D) -> (B, H, n, D)``."""
+    mask = strided_mask(q.shape[-2], q.shape[1], stride, q.device)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
+
+
+def _band_mask(n: int, half_width: int, block: int, device: torch.device) -> torch.Tensor:
+    """``(n_blocks, b, 3 b)`` mask of :func:`local_attention`: query ``u`` of block ``i`` (position
+    ``i b + u``) and key ``s`` of the block's neighbourhood (position ``(i - 1) b + s``) attend
+    when ``|key - query| <= half_width`` and the key is a real position. Padding queries past the
+    end keep the band alone (their rows are dropped; no row is empty)."""
+    nb = -(-n // block)
+    u = torch.arange(block, device=device)[:, None]
+    s = torch.arange(3 * block, device=device)[None, :]
+    band = (s - block - u).abs() <= half_width  # (b, 3b)
+    first = torch.arange(nb, device=device)[:, None, None] * block
+    key = first - block + s  # (nb, 1, 3b)
+    real_key = (key >= 0) & (key < n)
+    pad_query = first + u >= n  # (nb, b, 1)
+    return band & (real_key | pad_query)
+
+
+def local_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    half_width: int,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Banded attention ``|i - j| <= half_width`` on the band's blocks only.
+
+    ``q, k, v: (B, H, n, D) -> (B, H, n, D)``. Blocks of ``b = max(half_width, 1)`` queries
+    attend to the ``3 b`` keys of their block and its two neighbours (zero padding at the ends,
+    masked): ``O(n * half_width)`` time and memory.
+    """
+    B, H, n, D = q.shape
+    b = max(int(half_width), 1)
+    nb = -(-n // b)
+    tail = nb * b - n
+    qb = F.pad(q, (0, 0, 0, tail)).reshape(B * H, nb, b, D)
+
+    def neighbourhoods(x: torch.Tensor) -> torch.Tensor:  # (B*H, nb, 3b, D)
+        xb = F.pad(x, (0, 0, b, tail + b)).reshape(B * H, nb + 2, b, D)
+        return torch.cat([xb[:, :-2], xb[:, 1:-1], xb[:, 2:]], dim=2)
+
+    # a mask with the batch dimension (stride 0) keeps the fused CPU kernel
+    mask = _band_mask(n, int(half_width), b, q.device).expand(B * H, nb, b, 3 * b)
+    out = F.scaled_dot_product_attention(
+        qb, neighbourhoods(k), neighbourhoods(v), attn_mask=mask, dropout_p=dropout_p, scale=scale
+    )
+    return out.reshape(B, H, nb * b, D)[:, :, :n]
+
+
+def residue_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    stride: int,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Attention within residue classes, ``(i - j) % stride == 0``, without a mask.
+
+    ``q, k, v: (B, H, n, D) -> (B, H, n, D)``. The sequence, padded to ``m l`` (``l = stride``,
+    ``m = ceil(n / l)``), is viewed as ``(m, l)``; each of the ``l`` columns is a sequence of
+    ``m`` (or ``m - 1``, past the end) tokens attending densely: ``O(n * m)`` time and memory.
+    """
+    B, H, n, D = q.shape
+    ell = int(stride)
+    m = -(-n // ell)
+    full = n - (m - 1) * ell  # columns with m real tokens; the others have m - 1
+
+    def columns(x: torch.Tensor) -> torch.Tensor:  # (B, H, l, m, D)
+        return F.pad(x, (0, 0, 0, m * ell - n)).reshape(B, H, m, ell, D).transpose(2, 3)
+
+    qc, kc, vc = columns(q), columns(k), columns(v)
+
+    def attend(sel: tuple[slice, slice], rows: int) -> torch.Tensor:
+        cols = qc[(slice(None), slice(None), *sel)].shape[2]
+        q_, k_, v_ = (
+            x[(slice(None), slice(None), *sel)].reshape(B, H * cols, rows, D) for x in (qc, kc, vc)
+        )
+        o = F.scaled_dot_product_attention(q_, k_, v_, dropout_p=dropout_p, scale=scale)
+        return o.reshape(B, H, cols, rows, D)
+
+    out = attend((slice(0, full), slice(None)), m)
+    if full < ell:  # the last row is padding in these columns
+        rest = attend((slice(full, None), slice(0, m - 1)), m - 1)
+        out = torch.cat([out, F.pad(rest, (0, 0, 0, 1))], dim=2)
+    return out.transpose(2, 3).reshape(B, H, m * ell, D)[:, :, :n]
+
+
+def union_strided_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    stride: int,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Every head sees both parts, ``|i - j| <= l // 2`` or ``(i - j) % l == 0`` (the one-head
+    case of :func:`strided_attention`), through a gather of each query's ``2 (l // 2) + ceil(n /
+    l)`` candidate keys: ``O(n sqrt(n))``. ``q, k, v: (B, H, n, D) -> (B, H, n, D)``."""
+    B, H, n, D = q.shape
+    ell, w = int(stride), int(stride) // 2
+    m = -(-n // ell)
+    i = torch.arange(n, device=q.device)[:, None]
+    near = i + torch.arange(-w, w + 1, device=q.device)  # (n, 2w + 1)
+    far = i % ell + ell * torch.arange(m, device=q.device)  # (n, m): the residue class of i
+    keys = torch.cat([near, far], dim=1)
+    ok = torch.cat([(near >= 0) & (near < n), (far < n) & (far != i)], dim=1)  # i counted once
+    idx = keys.clamp(0, n - 1).reshape(-1)
+    kg = k.index_select(2, idx).reshape(B, H, n, -1, D)
+    vg = v.index_select(2, idx).reshape(B, H, n, -1, D)
+    s = (q.unsqueeze(-2) @ kg.transpose(-1, -2)).squeeze(-2) * (scale or D**-0.5)  # (B,H,n,K)
+    p = s.masked_fill(~ok, float("-inf")).softmax(-1)
+    p = F.dropout(p, dropout_p) if dropout_p > 0 else p
+    return (p.unsqueeze(-2) @ vg).squeeze(-2)
+
+
+def strided_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    stride: int | None = None,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Two-sided strided sparse attention computed on its pairs only.
+
+    Args:
+        q, k, v: ``(B, H, n, D)``.
+        stride: ``l`` (default ``round(sqrt(n))``).
+        dropout_p: dropout on the attention probabilities.
+        scale: logit scale (default ``D ** -0.5``).
+
+    Returns:
+        ``(B, H, n, D)``: heads ``0 .. H//2 - 1`` through :func:`local_attention` with half
+        width ``l // 2``, the others through :func:`residue_attention`; one head through
+        :func:`union_strided_attention`. Equal to :func:`masked_strided_attention`.
+    """
+    H, n = q.shape[1], q.shape[2]
+    ell = strided_stride(n, stride)
+    if H == 1:
+        return union_strided_attention(q, k, v, ell, dropout_p, scale)
+    h = H // 2
+    near = local_attention(q[:, :h], k[:, :h], v[:, :h], ell // 2, dropout_p, scale)
+    far = residue_attention(q[:, h:], k[:, h:], v[:, h:], ell, dropout_p, scale)
+    return torch.cat([near, far], dim=1)
 
 
 class Attention(nn.Module):
@@ -60,6 +253,10 @@ class Attention(nn.Module):
         proj_drop: dropout after the output projection.
         pattern: ``dense`` or ``strided`` (see the module docstring).
         stride: the stride ``l`` of the strided pattern (default ``round(sqrt(N))``).
+        sparse: compute the strided pattern on its pairs only (:func:`strided_attention`);
+            False runs the masked dense reference (:func:`masked_strided_attention`), as does a
+            call with an ``attn_mask``. Both give the same outputs; an attribute, so a built
+            model can be switched.
 
     Shapes: ``(B, N, C) -> (B, N, C)``.
     """
@@ -74,11 +271,12 @@ class Attention(nn.Module):
         proj_drop: float = 0.0,
         pattern: str = "dense",
         stride: int | None = None,
+        sparse: bool = True,
     ) -> None:
         super().__init__()
         if pattern not in ATTENTION_PATTERNS:
             raise ValueError(f"attention pattern {pattern!r}: one of {ATTENTION_PATTERNS}")
-        self.pattern, self.stride = pattern, stride
+        self.pattern, self.stride, self.sparse = pattern, stride, sparse
         self._mask_cache: dict[tuple, torch.Tensor] = {}
         if dim % num_heads != 0:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
@@ -106,21 +304,20 @@ class Attention(nn.Module):
             ``(B, N, C)`` tokens.
         """
         B, N, C = x.shape
-        if self.pattern == "strided":
-            pattern = self.pattern_mask(N, x.device)
-            attn_mask = pattern if attn_mask is None else self._combine(attn_mask, pattern)
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, H, N, D)
-        if attn_mask is not None and attn_mask.dtype != torch.bool and attn_mask.dtype != q.dtype:
-            attn_mask = attn_mask.to(q.dtype)
-        x = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=attn_mask,
-            dropout_p=self.attn_drop.p if self.training else 0.0,
-            scale=self.qk_scale,
-        )  # (B, H, N, D)
+        dropout_p = self.attn_drop.p if self.training else 0.0
+        if self.pattern == "strided" and self.sparse and attn_mask is None:
+            x = strided_attention(q, k, v, self.stride, dropout_p, self.qk_scale)
+        else:
+            if self.pattern == "strided":
+                pattern = self.pattern_mask(N, x.device)
+                attn_mask = pattern if attn_mask is None else self._combine(attn_mask, pattern)
+            if attn_mask is not None and attn_mask.dtype not in (torch.bool, q.dtype):
+                attn_mask = attn_mask.to(q.dtype)
+            x = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=self.qk_scale
+            )  # (B, H, N, D)
         x = x.transpose(1, 2).reshape(B, N, C)
         x = self.proj(x)
         x = self.proj_drop(x)
@@ -141,7 +338,9 @@ class Attention(nn.Module):
         return mask.masked_fill(~pattern, float("-inf"))
 
     def extra_repr(self) -> str:
-        extra = f", pattern={self.pattern}" if self.pattern != "dense" else ""
+        extra = ""
+        if self.pattern != "dense":
+            extra = f", pattern={self.pattern}" + ("" if self.sparse else " (masked)")
         return (
             f"num_heads={self.num_heads}, head_dim={self.head_dim}, scale={self.scale:.4g}" + extra
         )
