@@ -43,7 +43,9 @@ def _values_and_grads(fn, q, k, v, grad_out) -> list[torch.Tensor]:
 def test_sparse_strided_equals_masked_reference(n, heads, stride, scale, seed) -> None:
     q, k, v = _qkv(2, heads, n, 8, seed)
     grad_out = torch.randn(2, heads, n, 8, generator=torch.Generator().manual_seed(seed + 1))
-    got = _values_and_grads(lambda *t: strided_attention(*t, stride, scale=scale), q, k, v, grad_out)
+    got = _values_and_grads(
+        lambda *t: strided_attention(*t, stride, scale=scale), q, k, v, grad_out
+    )
     ref = _values_and_grads(
         lambda *t: masked_strided_attention(*t, stride, scale=scale), q, k, v, grad_out
     )
