@@ -394,8 +394,11 @@ def test_datamodule_test_set_and_fingerprint(tiny_root, tmp_path):
     assert dm.splits["train"].seq_names == plain.dataset("train").arrays.seq_names
     test = dm.splits["test"]
     assert test.valid is not None and not test.valid.all()
-    batch = next(iter(dm.test_dataloader()))
+    batch = next(iter(dm.val_dataloader()))
     assert batch["valid"].all()  # centre targets: centres are valid frames
+    seq = next(iter(dm.test_dataloader()))  # whole sequences: valid frames are scored
+    start = int(test.seq_start[int(seq["seq"][0])])
+    assert len(seq["frames"][0]) and test.valid[start + seq["frames"][0].numpy()].all()
     h16 = LiftingDataModule(**kw, layout="h36m16", test_set={"root": str(tmp_path / "ts")})
     assert [H36M17.names[j] for j in MPI3DHP_PCK_JOINTS] == [
         h16.skeleton.names[j] for j in h16.pck_joints

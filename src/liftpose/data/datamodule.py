@@ -311,6 +311,61 @@ class WindowDataset(Dataset):
         return {k: v[0] for k, v in self.__getitems__([index]).items()}
 
 
+class SequenceDataset(Dataset):
+    """Whole sequences of a :class:`SplitArrays`, one per batch (test-time lifting without
+    recomputation: the module lifts each sequence in one go, see
+    :meth:`liftpose.modules.LiftingModule.predict_sequence`).
+
+    Args:
+        arrays: the split.
+        stride: score every ``stride``-th frame of each sequence (valid frames only, as the
+            window centres of :class:`WindowDataset`).
+        pairs: with ``stride > 1``, score each such frame's next frame too (as
+            :class:`WindowDataset`'s ``pairs``).
+
+    A batch (``batch_size=1``) holds ``pose_2d (1, T, J, 2)``, ``pose_3d (1, T, J, 3)``,
+    ``action (1,)``, ``seq (1,)``, the local ``frames (1, F)`` to score, and ``sequence``
+    (a marker, ``(1,)`` true).
+    """
+
+    def __init__(self, arrays: SplitArrays, stride: int = 1, pairs: bool = False) -> None:
+        self.arrays = arrays
+        self.stride = int(stride)
+        self.pairs = pairs
+        self.valid = None if arrays.valid is None else np.asarray(arrays.valid, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.arrays.seq_len)
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        if len(indices) != 1:
+            raise ValueError(f"SequenceDataset batches hold one sequence, got {len(indices)}")
+        s = int(indices[0])
+        a = self.arrays
+        start, n = int(a.seq_start[s]), int(a.seq_len[s])
+        frames = np.arange(0, n, self.stride, dtype=np.int64)
+        if self.pairs and self.stride > 1:
+            frames = np.stack([frames, frames + 1], axis=1).reshape(-1)
+            frames = frames[frames < n]
+        if self.valid is not None:
+            frames = frames[self.valid[start + frames]]
+        return {
+            "pose_2d": torch.from_numpy(a.pose_2d[start : start + n])[None],
+            "pose_3d": torch.from_numpy(a.pose_3d[start : start + n])[None],
+            "action": torch.tensor([int(a.seq_action[s])]),
+            "seq": torch.tensor([s]),
+            "frames": torch.from_numpy(frames)[None],
+            "sequence": torch.ones(1, dtype=torch.bool),
+        }
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {k: v[0] for k, v in self.__getitems__([index]).items()}
+
+
+#: ``data.test_mode``: how the test split is served.
+TEST_MODES = ("sequence", "window")
+
+
 class LiftingDataModule(L.LightningDataModule):
     """2-D -> 3-D lifting data in the VideoPose3D file layout or the MPI-INF-3DHP ``npz`` layout.
 
@@ -355,6 +410,11 @@ class LiftingDataModule(L.LightningDataModule):
             (:func:`liftpose.data.crossdata.build_bandai_3dhp`) in :meth:`prepare_data`.
             Only valid frames are window centres and scored; the scenes (``GS``, ``noGS``,
             ``Outdoor``) are the action groups, and PCK/AUC use :data:`pck_joints`.
+        test_mode: ``sequence`` (default): the test loader gives whole sequences
+            (:class:`SequenceDataset`) and the module lifts each in one pass where its model
+            can, scoring every ``test_stride``-th valid frame; ``window``: windows
+            (:class:`WindowDataset`), as validation, which ``camera_context`` always uses
+            (each window carries its camera).
         detector: make the 2-D source ``keypoints`` with a trained 2-D detector:
             ``{ckpt: <module=heatmap checkpoint>, every: 1, flip_test: true, batch_size: 32,
             device: cpu, seed: 0}`` (:class:`liftpose.data.detect.DetectorSettings`). In
@@ -404,6 +464,7 @@ class LiftingDataModule(L.LightningDataModule):
         train_subset: float = 1.0,
         window: str = "centred",
         fps: float = 50.0,
+        test_mode: str = "sequence",
     ) -> None:
         super().__init__()
         detector = None if detector is None else dict(detector)  # picklable in checkpoints
@@ -437,6 +498,10 @@ class LiftingDataModule(L.LightningDataModule):
             raise ConfigError(f"data.window must be one of {list(WINDOWS)}, got {window!r}")
         if not (isinstance(fps, int | float) and fps > 0):
             raise ConfigError(f"data.fps must be a positive number of frames/s, got {fps!r}")
+        if test_mode not in TEST_MODES:
+            raise ConfigError(
+                f"data.test_mode must be one of {list(TEST_MODES)}, got {test_mode!r}"
+            )
         if not 0.0 <= keypoints_mix <= 1.0:
             raise ConfigError(f"data.keypoints_mix must be in [0, 1], got {keypoints_mix}")
         if not 0.0 < train_subset <= 1.0:
@@ -725,6 +790,10 @@ class LiftingDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         # with test_stride > 1, frames c and c + 1 every test_stride frames: MPJVE stays defined
+        if self.hparams.test_mode == "sequence" and not self.hparams.camera_context:
+            self.setup()
+            ds = SequenceDataset(self.splits["test"], self.hparams.test_stride, pairs=True)
+            return self._loader(ds, 1, shuffle=False)
         ds = self.dataset("test", stride=self.hparams.test_stride, pairs=True)
         return self._loader(ds, self.hparams.test_batch_size, shuffle=False)
 

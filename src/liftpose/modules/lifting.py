@@ -8,6 +8,12 @@ compared with the centre frame or the whole window of the target, whichever it p
 Evaluation zeroes the predicted root joint (poses
 are root-relative; the root is scored and contributes zero error) and, with ``test_flip``,
 averages the prediction with the un-mirrored prediction of the mirrored input.
+
+The test lifts whole sequences (:meth:`LiftingModule.predict_sequence`, also behind
+``liftpose-infer``) the way each model is evaluated in its paper, without recomputing what
+overlapping windows share: VideoPose3D's dilated convolutions run once over the edge-padded
+sequence; seq2seq models (MixSTE) take consecutive non-overlapping chunks; the other lifters
+take a centred window per frame, batched.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from liftpose.data.windows import flip_pose, target_position
+from liftpose.data.windows import flip_pose, target_position, window_offsets
 from liftpose.losses import CompositeLoss
 from liftpose.metrics import pose_metrics
 from liftpose.modules.base import RunModule
@@ -76,11 +82,18 @@ class LiftingModule(RunModule):
         #: output is the target of a one-frame target
         self.window = "centred"
 
+    #: windows (or chunks) per forward call of :meth:`predict_sequence` in the test loop; the
+    #: datamodule's ``test_batch_size`` when there is one
+    sequence_batch_size: int = 1024
+
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is not None:
             self.window = str(getattr(dm, "hparams", {}).get("window", "centred"))
+            self.sequence_batch_size = int(
+                getattr(dm.hparams, "test_batch_size", self.sequence_batch_size)
+            )
             self.action_names = list(dm.action_names)
             if self.flip_perm.numel() == 0:
                 self.flip_perm = torch.as_tensor(dm.skeleton.flip_permutation)
@@ -156,9 +169,150 @@ class LiftingModule(RunModule):
             pred = torch.cat([torch.zeros_like(pred[..., :1, :]), pred[..., 1:, :]], dim=-2)
         return pred
 
+    @property
+    def sequence_path(self) -> str:
+        """How :meth:`predict_sequence` lifts a sequence with this module's model: ``dilated``
+        (a model with ``forward_sequence``: one pass of valid convolutions), ``chunks`` (a
+        seq2seq model, ``output_mode = "sequence"``, with centred windows: consecutive
+        windows) or ``windows`` (a window per frame, centred or causal as :attr:`window`)."""
+        if callable(getattr(self.model, "forward_sequence", None)):
+            return "dilated"
+        if getattr(self.model, "output_mode", None) == "sequence" and self.window == "centred":
+            return "chunks"
+        return "windows"
+
+    @torch.no_grad()
+    def predict_sequence(
+        self,
+        pose_2d: torch.Tensor,
+        frames: torch.Tensor | None = None,
+        batch_size: int | None = None,
+        max_frames: int = 16384,
+    ) -> torch.Tensor:
+        """Lift one whole sequence in eval mode, as the test does.
+
+        Args:
+            pose_2d: ``(T, J, 2)`` normalised 2-D keypoints of one sequence (any ``T >= 1``;
+                a NumPy array is accepted).
+            frames: ``(F,)`` local frames to return (default: all ``T``). The ``windows`` path
+                lifts only these; the others lift the whole sequence and select.
+            batch_size: windows (or chunks) per forward call (default
+                :attr:`sequence_batch_size`).
+            max_frames: output frames per pass of the ``dilated`` path (longer sequences run
+                in segments that overlap by ``RF - 1`` input frames; results are unchanged).
+
+        Returns:
+            ``(F, J, 3)`` camera-frame, root-relative 3-D in the units of the training target
+            (metres for the embedded and Human3.6M data), root zeroed and flip-averaged as
+            :meth:`predict_eval` (``test_flip``, ``zero_root_eval``), on the module's device.
+
+        By :attr:`sequence_path`:
+
+        * ``dilated`` (VideoPose3D): the sequence, edge-padded by ``RF // 2`` frames on each
+          side (``RF - 1`` on the left for :attr:`window` ``causal``), goes through
+          ``forward_sequence`` once; output ``t`` is the window of frame ``t``, equal to the
+          per-window path (``forward_1f``) within float rounding (the official
+          ``UnchunkedGenerator`` evaluation).
+        * ``chunks`` (MixSTE, centred windows): windows of ``T_w`` frames starting at ``0,
+          T_w, 2 T_w, ...``; the last one ends at the last frame (its frames already predicted
+          keep the earlier chunk's pose); a sequence shorter than ``T_w`` is padded with its
+          last frame (the official ``eval_data_prepare``).
+        * ``windows`` (every other lifter, and seq2seq lifters on causal windows): the window
+          of each frame with edge padding (centred, or ending at the frame), its target-frame
+          prediction (the :class:`~liftpose.data.datamodule.WindowDataset` windows).
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            x = torch.as_tensor(pose_2d, dtype=torch.float32, device=self.device)
+            if x.ndim != 3:
+                raise ValueError(
+                    f"predict_sequence takes one sequence (T, J, C), got {tuple(x.shape)}"
+                )
+            idx = None if frames is None else torch.as_tensor(frames, device=x.device).long()
+            bs = int(batch_size or self.sequence_batch_size)
+            rf = int(getattr(self.model, "receptive_field", 1))
+            path = self.sequence_path
+            if path == "windows":
+                return self._lift_windows(x, idx, rf, bs)
+            out = (
+                self._lift_dilated(x, rf, max_frames)
+                if path == "dilated"
+                else (self._lift_chunks(x, rf, bs))
+            )
+            return out if idx is None else out[idx]
+        finally:
+            self.train(was_training)
+
+    def _lift_windows(
+        self, x: torch.Tensor, idx: torch.Tensor | None, rf: int, bs: int
+    ) -> torch.Tensor:
+        """Edge-padded windows ``(B, RF, J, C)`` of the frames ``idx`` (centred, or ending at
+        the frame for causal windows), batched; each window's target-frame prediction."""
+        t = x.shape[0]
+        centres = torch.arange(t, device=x.device) if idx is None else idx
+        offsets = window_offsets(rf, allow_even=True, window=self.window).to(x.device)
+        out = []
+        for s in range(0, len(centres), bs):
+            rows = (centres[s : s + bs, None] + offsets).clamp(0, t - 1)
+            pred = self.predict_eval(x[rows])
+            out.append(pred[:, target_position(pred.shape[1], self.window)])
+        return torch.cat(out) if out else x.new_zeros(0, *self._out_shape(x))
+
+    def _out_shape(self, x: torch.Tensor) -> tuple[int, int]:
+        return (int(getattr(self.model, "out_joints", None) or x.shape[1]), 3)
+
+    def _lift_dilated(self, x: torch.Tensor, rf: int, max_frames: int) -> torch.Tensor:
+        """One pass of valid convolutions over the edge-padded sequence (``RF - 1`` frames in
+        all: half on each side, or all on the left for causal windows)."""
+        t = x.shape[0]
+        left = rf - 1 if self.window == "causal" else rf // 2
+        right = rf - 1 - left
+        xp = torch.cat([x[:1].expand(left, -1, -1), x, x[-1:].expand(right, -1, -1)])
+        seg = max(int(max_frames), 1)
+        out = [
+            self.predict_eval(xp[None, s : min(s + seg, t) + rf - 1])[0] for s in range(0, t, seg)
+        ]
+        return torch.cat(out)
+
+    def _lift_chunks(self, x: torch.Tensor, rf: int, bs: int) -> torch.Tensor:
+        """Consecutive ``RF``-frame chunks, the last one ending at the last frame."""
+        t = x.shape[0]
+        if t < rf:  # pad with the last frame (official eval_data_prepare)
+            x = torch.cat([x, x[-1:].expand(rf - t, -1, -1)])
+        n = x.shape[0]
+        starts = list(range(0, n - rf + 1, rf))
+        if starts[-1] + rf < n:
+            starts.append(n - rf)
+        rows = torch.tensor(starts, device=x.device)[:, None] + torch.arange(rf, device=x.device)
+        preds = torch.cat(
+            [self.predict_eval(x[rows[s : s + bs]]) for s in range(0, len(starts), bs)]
+        )
+        out = preds[: n // rf].reshape(-1, *preds.shape[2:])  # the non-overlapping chunks
+        if len(out) < n:  # the frames only the last chunk covers
+            out = torch.cat([out, preds[-1, len(out) - n :]])
+        return out[:t]
+
+    def _sequence_step(self, batch: dict[str, torch.Tensor], metrics: nn.Module) -> None:
+        """Score one whole sequence of a :class:`~liftpose.data.datamodule.SequenceDataset`
+        batch at its ``frames``."""
+        frames = batch["frames"][0]
+        pred = self.predict_sequence(batch["pose_2d"][0], frames).float()
+        n = len(frames)
+        metrics.update(
+            pred,
+            batch["pose_3d"][0][frames],
+            batch["action"].expand(n),
+            batch["seq"].expand(n),
+            frames,
+            torch.zeros_like(frames),
+        )
+
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: nn.Module) -> None:
         """Score a batch (as in :meth:`training_step`); every output frame counts once, and
         frames that ``batch["valid"]`` ``(B, 1 | T)`` marks invalid never count."""
+        if "sequence" in batch:
+            return self._sequence_step(batch, metrics)
         x, y = batch["pose_2d"], batch["pose_3d"]
         pred, y = self._match(self.predict_eval(x), y)
         pred = pred.float()

@@ -69,6 +69,8 @@ def load_lifter(path: str | Path) -> Lifter:
     target = str(cfg.get("module", {}).get("_target_", ""))
     if "data" not in cfg or "receptive_field" not in cfg.data:
         raise DataError(p, "liftpose_config.module", f"not a lifter ({target or 'no module'})")
+    if cfg.get("module", {}).get("compile"):  # one sequence: compiling costs more than it saves
+        cfg.module.compile = False
     try:
         _, module = build(cfg)
     except Exception as e:
@@ -98,28 +100,11 @@ def lift_sequence(lifter: Lifter, pose_2d: np.ndarray, batch_size: int = 1024) -
     """Normalised 2-D ``(T, J, 2)`` (screen coordinates, the image width mapped to [-1, 1])
     -> 3-D ``(T, J, 3)``, camera frame, root-relative, metres (the training data's units).
 
-    Each frame is the target frame of one window (the run's ``data.window`` alignment, edge
-    padding at the ends), lifted by the module's evaluation path.
+    The test's own path, :meth:`~liftpose.modules.lifting.LiftingModule.predict_sequence`: the
+    lifter's whole-sequence pass where it has one (VideoPose3D's dilated convolutions, MixSTE's
+    chunks), else the window of each frame (the run's ``data.window`` alignment, edge padding
+    at the ends); flip averaging and the zeroed root as the run's evaluation.
     """
-    from liftpose.data.datamodule import SplitArrays, WindowDataset
-    from liftpose.data.windows import target_position
-
-    t = len(pose_2d)
-    arrays = SplitArrays(
-        pose_2d=np.ascontiguousarray(pose_2d, dtype=np.float32),
-        pose_3d=np.zeros((t, pose_2d.shape[1], 3), np.float32),
-        seq_start=np.zeros(1, np.int64),
-        seq_len=np.array([t], np.int64),
-        seq_action=np.zeros(1, np.int64),
-        action_names=["input"],
-        seq_names=["input"],
-    )
-    # "sequence" windows accept the even lengths of sequence-to-sequence lifters too
-    ds = WindowDataset(arrays, lifter.frames, "sequence", window=lifter.window)
-    out = []
-    for s in range(0, len(ds), batch_size):
-        x = ds.__getitems__(list(range(s, min(s + batch_size, len(ds)))))["pose_2d"]
-        pred = lifter.module.predict_eval(x)
-        c = target_position(pred.shape[1], lifter.window)
-        out.append(pred[:, c])
-    return torch.cat(out).float().numpy()
+    lifter.module.window = lifter.window
+    pred = lifter.module.predict_sequence(np.asarray(pose_2d, np.float32), None, batch_size)
+    return pred.float().cpu().numpy()
