@@ -108,3 +108,27 @@ def test_attention_dropout_on_the_sparse_path() -> None:
         c, d = attn(x), attn(x)
     assert not torch.allclose(a, b)
     torch.testing.assert_close(c, d)
+
+
+@pytest.mark.parametrize("mask_kind", [None, "bool", "float"])
+def test_attend_half_precision_cpu_path(mask_kind) -> None:
+    """bf16 on the CPU takes the plain matmul-softmax-matmul path: the same attention, to bf16
+    rounding, in values and gradients; float32 is scaled_dot_product_attention itself."""
+    from liftpose.models.blocks.attention import attend
+
+    q, k, v = _qkv(2, 3, 10, 8, 0)
+    mask = None
+    if mask_kind == "bool":
+        mask = strided_mask(10, 3)
+    elif mask_kind == "float":
+        mask = torch.randn(3, 10, 10)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.4)
+    torch.testing.assert_close(attend(q, k, v, mask, scale=0.4), ref, rtol=0, atol=0)
+    half = [t.detach().bfloat16().requires_grad_() for t in (q, k, v)]
+    out = attend(*half, mask, scale=0.4)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, rtol=0.05, atol=0.05)
+    grads = torch.autograd.grad(out.float().sum(), half)
+    refs = torch.autograd.grad(ref.sum(), (q, k, v))
+    for g, r in zip(grads, refs):
+        torch.testing.assert_close(g.float(), r, rtol=0.1, atol=0.1)

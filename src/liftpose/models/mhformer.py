@@ -71,6 +71,7 @@ from torch import nn
 
 from liftpose.models.base import WindowLifter
 from liftpose.models.blocks import Attention, Block, DropPath, Mlp
+from liftpose.models.blocks.attention import attend
 from liftpose.models.blocks.transformer import default_norm_layer
 from liftpose.models.official import (
     OfficialConverter,
@@ -240,7 +241,7 @@ class CrossAttention(nn.Module):
             ``(B, N, C)`` tokens.
         """
         B, N, C = q.shape
-        x = F.scaled_dot_product_attention(
+        x = attend(
             self._heads(self.q(q)),
             self._heads(self.k(k)),
             self._heads(self.v(v)),

@@ -19,7 +19,7 @@ take a centred window per frame, batched.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -46,6 +46,11 @@ class LiftingModule(RunModule):
         flip_permutation: left/right joint permutation (defaults to the data layout's).
         output_weights: weight of each named training output of the model (absent names
             weigh 1; a weight of 0 leaves that output unsupervised).
+        compile: run the model through :func:`torch.compile` (``nn.Module.compile``: the
+            state dict keeps its keys): ``False``, ``True`` or the keyword arguments of
+            ``torch.compile`` (e.g. ``{mode: max-autotune, dynamic: false}``). Compilation
+            happens at the first call of each input shape (seconds to minutes); the
+            experiment configs enable it where ``make bench`` measured it faster.
     """
 
     def __init__(
@@ -59,10 +64,13 @@ class LiftingModule(RunModule):
         zero_root_eval: bool = True,
         flip_permutation: list[int] | None = None,
         output_weights: dict[str, float] | None = None,
+        compile: bool | dict[str, Any] = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "loss"], logger=False)
         self.model = model
+        if compile:
+            model.compile(**(dict(compile) if isinstance(compile, Mapping) else {}))
         self.loss = loss if isinstance(loss, nn.Module) else CompositeLoss(**loss)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler

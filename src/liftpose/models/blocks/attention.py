@@ -40,6 +40,7 @@ from torch import nn
 __all__ = [
     "ATTENTION_PATTERNS",
     "Attention",
+    "attend",
     "local_attention",
     "masked_strided_attention",
     "residue_attention",
@@ -50,6 +51,39 @@ __all__ = [
 ]
 
 ATTENTION_PATTERNS = ("dense", "strided")
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """``softmax(q k^T * scale + mask) v``: ``(B, ..., N, D), (B, ..., M, D) -> (B, ..., N, D)``.
+
+    :func:`torch.nn.functional.scaled_dot_product_attention` (fused kernels), except for
+    half-precision inputs (bf16 autocast) on the CPU: there its fused kernel is 1.5-5x slower
+    than the plain ``matmul -> softmax -> matmul`` (backward most of all; ``make bench``
+    measures both), so that path runs instead, with the softmax in float32. ``attn_mask`` as
+    for ``scaled_dot_product_attention`` (bool: True attends; float: added to the logits).
+    """
+    if q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16):
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale
+        )
+    logits = (q * (scale if scale is not None else q.shape[-1] ** -0.5)) @ k.transpose(-2, -1)
+    logits = logits.float()
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            logits = logits.masked_fill(~attn_mask, float("-inf"))
+        else:
+            logits = logits + attn_mask
+    p = logits.softmax(-1).to(v.dtype)
+    if dropout_p > 0.0:
+        p = F.dropout(p, dropout_p)
+    return p @ v
 
 
 def strided_stride(n: int, stride: int | None = None) -> int:
@@ -134,9 +168,7 @@ def local_attention(
 
     # a mask with the batch dimension (stride 0) keeps the fused CPU kernel
     mask = _band_mask(n, int(half_width), b, q.device).expand(B * H, nb, b, 3 * b)
-    out = F.scaled_dot_product_attention(
-        qb, neighbourhoods(k), neighbourhoods(v), attn_mask=mask, dropout_p=dropout_p, scale=scale
-    )
+    out = attend(qb, neighbourhoods(k), neighbourhoods(v), mask, dropout_p, scale)
     return out.reshape(B, H, nb * b, D)[:, :, :n]
 
 
@@ -164,17 +196,17 @@ def residue_attention(
 
     qc, kc, vc = columns(q), columns(k), columns(v)
 
-    def attend(sel: tuple[slice, slice], rows: int) -> torch.Tensor:
+    def columns_attend(sel: tuple[slice, slice], rows: int) -> torch.Tensor:
         cols = qc[(slice(None), slice(None), *sel)].shape[2]
         q_, k_, v_ = (
             x[(slice(None), slice(None), *sel)].reshape(B, H * cols, rows, D) for x in (qc, kc, vc)
         )
-        o = F.scaled_dot_product_attention(q_, k_, v_, dropout_p=dropout_p, scale=scale)
+        o = attend(q_, k_, v_, None, dropout_p, scale)
         return o.reshape(B, H, cols, rows, D)
 
-    out = attend((slice(0, full), slice(None)), m)
+    out = columns_attend((slice(0, full), slice(None)), m)
     if full < ell:  # the last row is padding in these columns
-        rest = attend((slice(full, None), slice(0, m - 1)), m - 1)
+        rest = columns_attend((slice(full, None), slice(0, m - 1)), m - 1)
         out = torch.cat([out, F.pad(rest, (0, 0, 0, 1))], dim=2)
     return out.transpose(2, 3).reshape(B, H, m * ell, D)[:, :, :n]
 
@@ -241,8 +273,9 @@ def strided_attention(
 class Attention(nn.Module):
     """Multi-head self-attention with a fused ``qkv`` projection.
 
-    The attention core is :func:`torch.nn.functional.scaled_dot_product_attention`, so PyTorch
-    picks a fused (flash / memory-efficient / CPU flash) kernel when one applies.
+    The attention core is :func:`attend`: :func:`torch.nn.functional.scaled_dot_product_attention`,
+    so PyTorch picks a fused (flash / memory-efficient / CPU flash) kernel when one applies, or
+    the plain path for bf16 on the CPU.
 
     Args:
         dim: token channels ``C``; must be divisible by ``num_heads``.
@@ -315,9 +348,7 @@ class Attention(nn.Module):
                 attn_mask = pattern if attn_mask is None else self._combine(attn_mask, pattern)
             if attn_mask is not None and attn_mask.dtype not in (torch.bool, q.dtype):
                 attn_mask = attn_mask.to(q.dtype)
-            x = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=self.qk_scale
-            )  # (B, H, N, D)
+            x = attend(q, k, v, attn_mask, dropout_p, self.qk_scale)  # (B, H, N, D)
         x = x.transpose(1, 2).reshape(B, N, C)
         x = self.proj(x)
         x = self.proj_drop(x)
