@@ -66,7 +66,7 @@ def attend(
     :func:`torch.nn.functional.scaled_dot_product_attention` (fused kernels), except for
     half-precision inputs (bf16 autocast) on the CPU: there its fused kernel is 1.5-5x slower
     than the plain ``matmul -> softmax -> matmul`` (backward most of all; ``make bench``
-    measures both), so that path runs instead, with the softmax in float32. ``attn_mask`` as
+    measures both), so that path runs instead (softmax accumulated in float32). ``attn_mask`` as
     for ``scaled_dot_product_attention`` (bool: True attends; float: added to the logits).
     """
     if q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16):
@@ -74,13 +74,14 @@ def attend(
             q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale
         )
     logits = (q * (scale if scale is not None else q.shape[-1] ** -0.5)) @ k.transpose(-2, -1)
-    logits = logits.float()
+    if logits.shape[-1] < 64:  # short rows: the float32 softmax kernel is the faster one
+        logits = logits.float()
     if attn_mask is not None:
         if attn_mask.dtype == torch.bool:
             logits = logits.masked_fill(~attn_mask, float("-inf"))
         else:
-            logits = logits + attn_mask
-    p = logits.softmax(-1).to(v.dtype)
+            logits = logits + attn_mask.to(logits.dtype)
+    p = logits.softmax(-1).to(v.dtype)  # (the half-precision kernel accumulates in float32)
     if dropout_p > 0.0:
         p = F.dropout(p, dropout_p)
     return p @ v
