@@ -19,7 +19,7 @@ from liftpose.modules import LiftingModule
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
-def _module(model: torch.nn.Module, flip: bool = True) -> LiftingModule:
+def _module(model: torch.nn.Module, flip: bool = True, **kwargs) -> LiftingModule:
     torch.manual_seed(1)
     with torch.no_grad():  # BatchNorm statistics and affine parameters that matter
         for m in model.modules():
@@ -33,6 +33,7 @@ def _module(model: torch.nn.Module, flip: bool = True) -> LiftingModule:
         optimizer=partial(torch.optim.Adam, lr=1e-3),
         test_flip=flip,
         flip_permutation=H36M17.flip_permutation.tolist(),
+        **kwargs,
     ).eval()
 
 
@@ -153,3 +154,15 @@ def test_test_loop_sequence_equals_window_metrics(model, tiny_root, tmp_path) ->
     assert "test/mpjpe" in results["sequence"]
     for k, v in results["window"].items():  # MPJVE is undefined at test_stride 2 (NaN)
         assert results["sequence"][k] == pytest.approx(v, rel=1e-5, abs=1e-5, nan_ok=True), k
+
+
+@pytest.mark.parametrize("option", [True, {"mode": "max-autotune", "dynamic": False}])
+def test_module_compile_switch_compiles_the_model_in_place(option, monkeypatch) -> None:
+    """``module.compile`` hands the model to ``nn.Module.compile`` (keys unchanged)."""
+    model = _videopose3d()
+    calls = []
+    monkeypatch.setattr(model, "compile", lambda **kw: calls.append(kw))
+    module = _module(model, compile=option)
+    assert calls == [{} if option is True else option]
+    assert module.model is model and "model.head.weight" in module.state_dict()
+    _module(_videopose3d(), compile=False)  # off: nothing to call

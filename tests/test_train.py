@@ -34,6 +34,7 @@ def tiny_overrides(root: Path, cache: Path, epochs: int = 2) -> list[str]:
         "model.depth=1",
         "model.num_heads=2",
         f"trainer.max_epochs={epochs}",
+        "trainer.precision=32-true",  # exact comparisons (the experiment's recipe may be bf16)
         "trainer.enable_progress_bar=false",
         "~callbacks.rich_progress_bar",
         "module.optimizer.lr=2e-3",

@@ -13,8 +13,8 @@ interleaved run (the same batch, the same threads, medians of ``--repeats`` roun
 * training: one optimiser step as the official training loop takes it (the official model's
   forward, MPJPE on each of its outputs, backward, the official optimiser) against the liftpose
   module's (:meth:`~liftpose.modules.LiftingModule.training_loss`, the same optimiser) under
-  the default recipe of the model's experiment config (``trainer.precision``,
-  ``module.compile``); the official code runs in float32, as released;
+  the default recipe of the model's paper-dimension experiment config (``trainer.precision``,
+  ``module.compile`` of ``<model>_h36m``); the official code runs in float32, as released;
 * inference: the official test-time step (the input and its mirror, averaged) against
   :meth:`~liftpose.modules.LiftingModule.predict_eval`;
 * ``videopose3d-243/test``: a whole 2000-frame test sequence, official
@@ -144,7 +144,7 @@ class Case:
 
     repo: str
     name: str  # from_official name
-    experiment: str  # whose recipe liftpose runs (CPU config; on a GPU the *_h36m one)
+    experiment: str  # the paper-dimension config whose recipe (and loss, optimiser) liftpose runs
     frames: int
     batch: int
     build: Callable[[Path], tuple[torch.nn.Module, torch.nn.Module, dict]]
@@ -245,16 +245,16 @@ _AMSGRAD = partial(torch.optim.Adam, lr=1e-3, amsgrad=True)
 
 #: The comparison's cases; the issue's targets are poseformer-81, strided-243 and mixste-27.
 CASES: dict[str, Case] = {
-    "poseformer-81": Case("PoseFormer", "poseformer", "main_cpu", 81, 16, _poseformer(81),
+    "poseformer-81": Case("PoseFormer", "poseformer", "poseformer_h36m", 81, 16, _poseformer(81),
                           lambda m, x, y: _mpjpe(m(x), _centre(y)), lambda m, x: m(x), _ADAMW),
-    "strided-243": Case("StridedTransformer-Pose3D", "strided", "strided_cpu", 243, 8,
+    "strided-243": Case("StridedTransformer-Pose3D", "strided", "strided_h36m", 243, 8,
                         _strided(243), _strided_train, lambda m, x: m(x)[0], _AMSGRAD, "sequence"),
-    "mixste-27": Case("MixSTE", "mixste", "mixste_cpu", 27, 4, _mixste(27),
+    "mixste-27": Case("MixSTE", "mixste", "mixste_h36m", 27, 4, _mixste(27),
                       lambda m, x, y: _mpjpe(m(x), y), lambda m, x: m(x), _ADAMW, "sequence"),
-    "mhformer-27": Case("MHFormer", "mhformer", "mhformer_cpu", 27, 16, _mhformer(27),
+    "mhformer-27": Case("MHFormer", "mhformer", "mhformer_h36m", 27, 16, _mhformer(27),
                         lambda m, x, y: _mpjpe(m(x), y), lambda m, x: _centre(m(x)), _AMSGRAD,
                         "sequence"),
-    "videopose3d-243": Case("VideoPose3D", "videopose3d", "videopose3d_cpu", 243, 64,
+    "videopose3d-243": Case("VideoPose3D", "videopose3d", "videopose3d_h36m", 243, 64,
                             _videopose3d(243), lambda m, x, y: _mpjpe(m(x), _centre(y)),
                             lambda m, x: m(x), _AMSGRAD),
 }  # fmt: skip
@@ -280,7 +280,7 @@ def recipe_of(experiment: str) -> tuple[str, bool]:
 def _ours(case: Case, official: torch.nn.Module, args: dict, compile: bool):
     """The liftpose module with the official weights (the experiment's loss terms replaced by
     plain MPJPE, as the official step; its optimiser is the official one)."""
-    _, module = experiment_module(case.experiment)
+    _, module = experiment_module(case.experiment, [f"frames={case.frames}"])
     model = from_official(case.name, official.state_dict(), args)
     module.model = model
     module.loss = type(module.loss)(terms={"mpjpe": {"weight": 1.0}})
@@ -289,9 +289,7 @@ def _ours(case: Case, official: torch.nn.Module, args: dict, compile: bool):
     return module
 
 
-def side_by_side(
-    root: Path, cases: list[str], device: str, repeats: int, gpu_recipe: bool = False
-) -> list[tuple]:
+def side_by_side(root: Path, cases: list[str], device: str, repeats: int) -> list[tuple]:
     """Rows ``(case, what, official s, liftpose s, recipe)`` per case (training step,
     inference step; the VideoPose3D test sequence; the data generator)."""
     rows = []
@@ -302,10 +300,7 @@ def side_by_side(
         case = CASES[key]
         torch.manual_seed(0)
         off_train, off_eval, args = case.build(root)
-        experiment = case.experiment.replace("_cpu", "_h36m") if gpu_recipe else case.experiment
-        if experiment == "main_h36m":
-            experiment = "poseformer_h36m"
-        precision, compile = recipe_of(experiment)
+        precision, compile = recipe_of(case.experiment)
         module = _ours(case, off_train, args, compile).to(device)
         off_train.to(device)
         off_eval.to(device)
@@ -435,9 +430,7 @@ def _data_rows(root: Path, repeats: int, frames: int = 243, batch: int = 1024) -
 
 def print_side_by_side(con: Console, args: argparse.Namespace) -> None:
     cases = args.official_cases or [*CASES, "data"]
-    rows = side_by_side(
-        args.official, cases, args.device, args.repeats, args.device.startswith("cuda")
-    )
+    rows = side_by_side(args.official, cases, args.device, args.repeats)
     tab = Table(
         title=f"Side by side with the official code, {args.device}, {torch.get_num_threads()} "
         f"threads, medians of {args.repeats} interleaved rounds"

@@ -170,6 +170,9 @@ class VideoPose3D(nn.Module):
     """
 
     output_mode: ClassVar[str] = "centre"
+    #: ``forward`` on any ``T >= RF`` frames gives one pose per window: a sequence is lifted in
+    #: one pass (:meth:`liftpose.modules.LiftingModule.predict_sequence` relies on it)
+    valid_convolutions: ClassVar[bool] = True
 
     def __init__(
         self,

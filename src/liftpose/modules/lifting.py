@@ -180,10 +180,10 @@ class LiftingModule(RunModule):
     @property
     def sequence_path(self) -> str:
         """How :meth:`predict_sequence` lifts a sequence with this module's model: ``dilated``
-        (a model with ``forward_sequence``: one pass of valid convolutions), ``chunks`` (a
+        (a model with ``valid_convolutions``: one pass over any length), ``chunks`` (a
         seq2seq model, ``output_mode = "sequence"``, with centred windows: consecutive
         windows) or ``windows`` (a window per frame, centred or causal as :attr:`window`)."""
-        if callable(getattr(self.model, "forward_sequence", None)):
+        if getattr(self.model, "valid_convolutions", False):
             return "dilated"
         if getattr(self.model, "output_mode", None) == "sequence" and self.window == "centred":
             return "chunks"
