@@ -872,20 +872,29 @@ def print_recipe(con: Console, args: argparse.Namespace) -> None:
         experiments, args.device, tuple(args.recipe_variants), args.repeats, args.recipe_batch
     )
     tab = Table(title=f"Speed recipe per experiment config, {args.device}: samples/s")
-    for c in ("experiment", "variant", "train", "infer", "compile s"):
+    for c in ("experiment", "variant", "train", "infer", "compile s", "pays off after"):
         tab.add_column(c, justify="right")
     for exp, variant, tr, inf, comp in rows:
         best_tr = max(r[2] for r in rows if r[0] == exp)
         best_inf = max(r[3] for r in rows if r[0] == exp)
+        eager = max((r[2] for r in rows if r[0] == exp and r[4] is None), default=None)
+        pays = ""
+        if comp is not None and eager:  # training samples until the compile time is recovered
+            gain = 1 / eager - 1 / tr
+            pays = f"{comp / gain:,.0f} samples" if gain > 0 else "never"
         tab.add_row(
             exp,
             variant,
             f"{tr:,.1f}" + (" *" if tr == best_tr else ""),
             f"{inf:,.1f}" + (" *" if inf == best_inf else ""),
             "" if comp is None else f"{comp:,.0f}",
+            pays,
         )
     con.print(tab)
-    con.print("* fastest; compile s: first calls minus steady ones (training + inference)")
+    con.print(
+        "* fastest; compile s: first calls minus steady ones (training + inference); pays off "
+        "after: training samples until a compiled variant beats the fastest eager one"
+    )
 
 
 if __name__ == "__main__":
