@@ -794,7 +794,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.strided_frames, args.model_batch, args.seconds, args.device,
                 args.precision[0], name,
             )  # fmt: skip
-            for t, _, tr, inf in rows:
+            for t, _, tr, inf, *_ in rows:
                 kind = {"strided": "dense", "strided:strided": "strided (STE)"}.get(
                     name, "strided (VTE+STE)"
                 )
