@@ -199,3 +199,19 @@ def test_strided_block_slots_on_the_mlp_branch() -> None:
         torch.testing.assert_close(relu(x), plain(x), rtol=0, atol=0)
         torch.testing.assert_close(zero.eval()(x), plain(x), rtol=0, atol=0)
         assert relu(x).shape == (2, 3, 16)
+
+
+def test_std_layernorm_mixed_precision_form_is_the_same_norm() -> None:
+    """Under autocast the norm takes a faster two-pass form: the same values to float32
+    rounding (the fp32 path stays torch.std, which the official fixtures pin)."""
+    from liftpose.models.strided import StdLayerNorm
+
+    torch.manual_seed(0)
+    norm = StdLayerNorm(64)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(4, 30, 64) * 3 + 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = norm(x)
+    torch.testing.assert_close(fast, norm(x), rtol=1e-5, atol=1e-5)

@@ -332,7 +332,7 @@ def side_by_side(root: Path, cases: list[str], device: str, repeats: int) -> lis
             opt.step()
 
         @torch.no_grad()
-        def off_infer(m=off_eval, case=case, x=x) -> None:
+        def off_infer(m=off_train, case=case, x=x) -> None:  # VideoPose3D: the 1-frame model
             m.eval()
             p = case.official_out(m, x)
             flipped = _mirror(case.official_out(m, _mirror(x)))
