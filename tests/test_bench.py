@@ -82,3 +82,16 @@ def test_official_import_isolates_checkouts(tmp_path):
     with pytest.raises(FileNotFoundError):
         with official_import(tmp_path / "missing"):
             pass
+
+
+def test_mfu_parts(monkeypatch):
+    """The device peak comes from the CUDA device's name; FLOPs from the flop counter."""
+    from liftpose.bench import count_flops
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: "NVIDIA H200")
+    assert device_peak_tflops("cuda", "bf16") == pytest.approx(989.4)
+    assert device_peak_tflops("cuda:0", "fp32") == pytest.approx(494.7)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: "Some Future GPU")
+    assert device_peak_tflops("cuda", "bf16") is None
+    lin = torch.nn.Linear(8, 4, bias=False)
+    assert count_flops(lambda: lin(torch.randn(5, 8))) == 2 * 5 * 8 * 4
