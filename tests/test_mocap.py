@@ -13,19 +13,23 @@ from liftpose.data.mocap import (
     HDM05_FPS,
     SAMPLE_PATH,
     build_hdm05_sample,
+    fixed_point_on_chain,
     forward_kinematics,
     load_bandai_clip,
     load_hdm05_clip,
     load_hdm05_sample,
     parse_hdm05_name,
-    point_on_chain,
     read_amc,
     read_asf,
     read_bvh,
     resample,
+    retarget_to_h36m17,
+    set_bone_lengths,
+    source_points,
     y_up_to_z_up,
 )
 from liftpose.data.mocap.bvh import bvh_forward_kinematics
+from liftpose.data.mocap.retarget import bandai_head_top_offset
 from liftpose.data.skeleton import H36M17
 from liftpose.errors import DataError
 
@@ -38,9 +42,6 @@ HDM05_CLIPS = (
     "HDM_bk_jogLeftCircle4StepsRstart_003_120.amc",
 )
 BANDAI_CLIPS = ("dataset-1_walk_normal_001.bvh", "dataset-1_bow_angry_001.bvh")
-# Indices into H36M17.edges() (edge e ends at joint e + 1) of bones that are rigid in the source.
-LEGS_ARMS = (0, 1, 2, 3, 4, 5, 11, 12, 14, 15)  # hip halves, thighs, shins, upper arms, forearms
-CLAVICLES = (10, 13)  # Thorax -> shoulder: rigid in the ASF skeleton (clavicle bone), not in Bandai
 PELVIS, HEAD, RHIP, RKNEE, RFOOT, LHIP, LKNEE, LFOOT = 0, 10, 1, 2, 3, 4, 5, 6
 
 
@@ -162,7 +163,7 @@ def test_hdm05_retargeted_bodies(hdm05: Path, clip: str) -> None:
     assert (
         pos.shape[0] == read_amc(hdm05 / clip, read_asf(hdm05 / f"HDM_{clip[4:6]}.asf")).num_frames
     )
-    assert (_rel_std(pos, LEGS_ARMS + CLAVICLES) < 1e-4).all()
+    assert (_rel_std(pos, tuple(range(16))) < 1e-6).all()
     _check_body(pos, standing="lieDown" not in clip)
 
 
@@ -181,7 +182,7 @@ def test_bandai_retargeted_bodies(bandai: Path, clip: str) -> None:
     assert "Head_end" in bvh.names and bvh.names[bvh.parents[bvh.names.index("Head_end")]] == "Head"
     pos, fps = load_bandai_clip(bandai / clip)
     assert pos.shape[0] == n_frames and fps == pytest.approx(30.0, rel=1e-4)
-    assert (_rel_std(pos, LEGS_ARMS) < 1e-4).all()
+    assert (_rel_std(pos, tuple(range(16))) < 1e-6).all()
     _check_body(pos)
     head_len = np.linalg.norm(pos[:, HEAD] - pos[:, 9], axis=-1)  # extrapolated head top
     assert (head_len > 0.05).all()
@@ -215,14 +216,37 @@ def test_bvh_fk_matches_naive_reference(bandai: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------- resample
-def test_point_on_chain_and_axes() -> None:
-    chain = np.array([[[0.0, 0, 0], [1, 0, 0], [1, 3, 0]]])  # arc length 4
-    np.testing.assert_allclose(point_on_chain(chain, 0.5), [[1.0, 1.0, 0.0]])
-    np.testing.assert_allclose(point_on_chain(chain, 1.0), [[1.0, 3.0, 0.0]])
+def test_fixed_point_on_chain_and_axes() -> None:
+    # segments of length 1 and 3: half the arc (2) is a third of the way along the second bone
+    chain = np.array([[[0.0, 0, 0], [1, 0, 0], [1, 3, 0]]])
+    np.testing.assert_allclose(fixed_point_on_chain(chain, 0.5), [[1.0, 1.0, 0.0]])
+    np.testing.assert_allclose(fixed_point_on_chain(chain, 1.0), [[1.0, 3.0, 0.0]])
+    # the point is carried by that bone: turning the bone keeps it a third of the way along
+    turned = np.array([[[0.0, 0, 0], [1, 0, 0], [1 + 3 / np.sqrt(2), 3 / np.sqrt(2), 0]]])
+    moving = np.concatenate([chain, turned])
+    r = 1 / np.sqrt(2)
+    np.testing.assert_allclose(fixed_point_on_chain(moving, 0.5)[1], [1 + r, r, 0])
     # Y-up -> Z-up is a proper rotation: up goes to +z, handedness is kept
     basis = y_up_to_z_up(np.eye(3))
     np.testing.assert_array_equal(basis[1], [0.0, 0.0, 1.0])
     assert np.linalg.det(basis) == pytest.approx(1.0)
+
+
+def test_set_bone_lengths_keeps_directions() -> None:
+    rng = np.random.default_rng(0)
+    pos = rng.normal(size=(5, 17, 3))
+    lengths = rng.uniform(0.1, 0.5, 16)
+    out = set_bone_lengths(pos, lengths)
+    np.testing.assert_allclose(H36M17.bone_lengths(out), np.broadcast_to(lengths, (5, 16)))
+    np.testing.assert_array_equal(out[:, 0], pos[:, 0])  # the root stays
+    for j, p in H36M17.edges():
+        d_in, d_out = pos[:, j] - pos[:, p], out[:, j] - out[:, p]
+        cos = (
+            np.sum(d_in * d_out, -1)
+            / np.linalg.norm(d_in, axis=-1)
+            / np.linalg.norm(d_out, axis=-1)
+        )
+        np.testing.assert_allclose(cos, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -238,6 +262,11 @@ def test_resample_endpoints_and_length(T: int, src: float, dst: float) -> None:
     np.testing.assert_allclose(y[-1], x[-1], atol=1e-6)
     if src == dst:
         np.testing.assert_allclose(y, x, atol=1e-6)
+    # with the skeleton, interpolated (shortened) bones get the input's lengths back
+    rigid = set_bone_lengths(x.astype(np.float64), np.full(16, 0.3))
+    z = resample(rigid, src, dst, H36M17)
+    np.testing.assert_allclose(H36M17.bone_lengths(z), 0.3, atol=1e-9)
+    np.testing.assert_array_equal(z[0, 0], rigid[0, 0])
 
 
 def test_resample_is_exact_on_linear_motion() -> None:
@@ -270,6 +299,7 @@ def test_embedded_sample_loads_with_documented_keys() -> None:
     for arr in clips.values():
         assert arr.dtype == np.float32 and arr.ndim == 3 and arr.shape[1:] == (17, 3)
         np.testing.assert_allclose(arr[:, PELVIS, :2].mean(axis=0), 0.0, atol=1e-4)
+        assert H36M17.bone_lengths(arr.astype(np.float64)).std(axis=0).max() < 1e-5  # metres
     with np.load(SAMPLE_PATH, allow_pickle=False) as npz:
         assert json.loads(str(npz["__meta__"]))["licence"] == "CC BY-SA 3.0"
 
@@ -292,7 +322,7 @@ def test_embedded_sample_matches_source(hdm05: Path) -> None:
     clips, meta = load_hdm05_sample()
     key = "bd/squat1Reps/001"
     pos = resample(
-        load_hdm05_clip(hdm05 / HDM05_CLIPS[0]).astype(np.float64), HDM05_FPS, meta["fps"]
+        load_hdm05_clip(hdm05 / HDM05_CLIPS[0]).astype(np.float64), HDM05_FPS, meta["fps"], H36M17
     )
     pos[..., :2] -= pos[:, PELVIS, :2].mean(axis=0)
     np.testing.assert_allclose(clips[key], pos, atol=1e-5)
@@ -350,3 +380,173 @@ def test_bvh_wrong_channel_count_raises(bandai: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError) as err2:
         read_bvh(bad2)
     assert err2.value.path == str(bad2) and err2.value.field == "MOTION/frame 4"
+
+
+# ------------------------------------------------------------------------------- rigid skeleton
+def _check_rigid(pos: np.ndarray, fixed: np.ndarray, where: str) -> tuple[float, float]:
+    """Every bone constant over the clip (std < 1 um); returns the joints' (mean, max) move
+    from their fixed points in mm."""
+    assert np.isfinite(pos).all(), where
+    std = H36M17.bone_lengths(pos).std(axis=0).max()
+    assert std < 1e-6, f"{where}: a bone's length varies (std {std * 1000:.4f} mm)"
+    move = np.linalg.norm(pos - fixed, axis=-1) * 1000
+    return float(move.mean()), float(move.max())
+
+
+def test_every_shared_clip_has_rigid_bones(hdm05: Path, bandai: Path) -> None:
+    """Constant bone lengths on every HDM05 (all actors) and Bandai file; the joints stay within
+    millimetres of the fixed points they come from. Every 4th frame, for speed."""
+    moves = {}
+    for actor_asf in sorted(hdm05.glob("HDM_*.asf")):
+        skel = read_asf(actor_asf)
+        for amc in sorted(hdm05.glob(f"{actor_asf.stem}_*.amc")):
+            raw = forward_kinematics(skel, read_amc(amc, skel, stride=4))
+            pos = retarget_to_h36m17(raw, skel.joint_names, "hdm05", scale=skel.metres_per_unit)
+            fixed = y_up_to_z_up(source_points(raw, skel.joint_names, "hdm05"))
+            moves[amc.name] = _check_rigid(pos, fixed * skel.metres_per_unit, amc.name)
+    assert len(moves) == len(list(hdm05.glob("*.amc"))) >= 188
+    for bvh_path in sorted(bandai.glob("*.bvh")):
+        bvh = read_bvh(bvh_path, stride=4)
+        raw = bvh_forward_kinematics(bvh, {"Head_end": bandai_head_top_offset(bvh)})
+        pos = retarget_to_h36m17(raw, bvh.names, "bandai", scale=0.01)
+        fixed = y_up_to_z_up(source_points(raw, bvh.names, "bandai")) * 0.01
+        moves[bvh_path.name] = _check_rigid(pos, fixed, bvh_path.name)
+    assert len(moves) >= 188 + 174
+    mean = np.array([v[0] for v in moves.values()])
+    assert mean.mean() < 2.0 and mean.max() < 10.0, (mean.mean(), mean.max())
+
+
+# A CMU-style Acclaim skeleton (the bone names, hierarchy, units and root of the CMU Graphics Lab
+# files): name, parent, direction, length, axis, dof.
+_CMU_BONES = (
+    ("lhipjoint", "root", (0.64, -0.70, 0.32), 2.4, (0, 0, 0), ""),
+    ("lfemur", "lhipjoint", (0.34, -0.94, 0), 7.2, (0, 0, 20), "rx ry rz"),
+    ("ltibia", "lfemur", (0.34, -0.94, 0), 7.4, (0, 0, 20), "rx"),
+    ("lfoot", "ltibia", (0.15, -0.42, 0.89), 2.3, (-90, 7, 20), "rx rz"),
+    ("rhipjoint", "root", (-0.64, -0.70, 0.32), 2.4, (0, 0, 0), ""),
+    ("rfemur", "rhipjoint", (-0.34, -0.94, 0), 7.2, (0, 0, -20), "rx ry rz"),
+    ("rtibia", "rfemur", (-0.34, -0.94, 0), 7.4, (0, 0, -20), "rx"),
+    ("rfoot", "rtibia", (-0.15, -0.42, 0.89), 2.3, (-90, -7, -20), "rx rz"),
+    ("lowerback", "root", (0.01, 0.99, -0.09), 2.0, (0, 0, 0), "rx ry rz"),
+    ("upperback", "lowerback", (0.0, 1.0, 0.02), 2.0, (0, 0, 0), "rx ry rz"),
+    ("thorax", "upperback", (0.0, 1.0, 0.02), 2.0, (0, 0, 0), "rx ry rz"),
+    ("lowerneck", "thorax", (0.0, 0.97, -0.24), 1.6, (0, 0, 0), "rx ry rz"),
+    ("upperneck", "lowerneck", (0.0, 0.99, 0.1), 1.6, (0, 0, 0), "rx ry rz"),
+    ("head", "upperneck", (0.0, 0.99, 0.05), 1.6, (0, 0, 0), "rx ry rz"),
+    ("lclavicle", "thorax", (0.91, 0.39, -0.1), 3.4, (0, 0, 0), "ry rz"),
+    ("lhumerus", "lclavicle", (1, 0, 0), 5.3, (0, 0, 90), "rx ry rz"),
+    ("lradius", "lhumerus", (1, 0, 0), 3.5, (0, 0, 90), "rx"),
+    ("lwrist", "lradius", (1, 0, 0), 1.7, (0, 0, 90), "ry"),
+    ("rclavicle", "thorax", (-0.91, 0.39, -0.1), 3.4, (0, 0, 0), "ry rz"),
+    ("rhumerus", "rclavicle", (-1, 0, 0), 5.3, (0, 0, -90), "rx ry rz"),
+    ("rradius", "rhumerus", (-1, 0, 0), 3.5, (0, 0, -90), "rx"),
+    ("rwrist", "rradius", (-1, 0, 0), 1.7, (0, 0, -90), "ry"),
+)
+
+
+def _write_cmu_style(folder: Path, frames: int, seed: int, bom: bool) -> tuple[Path, Path]:
+    """An ASF and an AMC whose every DOF moves through wide smooth random angles."""
+    lines = [":version 1.10", ":name VICON", ":units", "  mass 1.0", "  length 0.45",
+             "  angle deg", ":root", "   order TX TY TZ RX RY RZ", "   axis XYZ",
+             "   position 0 0 0", "   orientation 0 0 0", ":bonedata"]  # fmt: skip
+    for k, (name, _, d, length, axis, dof) in enumerate(_CMU_BONES, start=1):
+        lines += ["  begin", f"     id {k}", f"     name {name}",
+                  "     direction {} {} {}".format(*d), f"     length {length}",
+                  "     axis {} {} {}  XYZ".format(*axis)]  # fmt: skip
+        if dof:
+            lines += [
+                f"     dof {dof}",
+                "     limits " + " ".join(["(-180 180)"] * len(dof.split())),
+            ]
+        lines.append("  end")
+    children: dict[str, list[str]] = {}
+    for name, parent, *_ in _CMU_BONES:
+        children.setdefault(parent, []).append(name)
+    lines += [":hierarchy", "  begin", *(f"    {p} {' '.join(c)}" for p, c in children.items()),
+              "  end"]  # fmt: skip
+    rng = np.random.default_rng(seed)
+    t = np.arange(frames)[:, None] / 30.0
+    amc = ["#!OML:ASF", ":FULLY-SPECIFIED", ":DEGREES"]
+    motion = {"root": np.concatenate([rng.normal(0, 5, (1, 3)) + 0.5 * t * rng.normal(size=3),
+                                      45 * np.sin(t * rng.uniform(1, 3, 3))], axis=1)}  # fmt: skip
+    for name, *_, dof in _CMU_BONES:
+        if dof:
+            n = len(dof.split())
+            motion[name] = 60 * np.sin(t * rng.uniform(1, 6, n) + rng.uniform(0, 6, n))
+    for f in range(frames):
+        amc.append(str(f + 1))
+        amc += [f"{n} " + " ".join(f"{v:.4f}" for v in vals[f]) for n, vals in motion.items()]
+    prefix = b"\xef\xbb\xbf" if bom else b""
+    asf, amc_path = folder / "07.asf", folder / "07_01.amc"
+    asf.write_bytes(prefix + "\n".join(lines).encode() + b"\n")
+    amc_path.write_bytes(prefix + "\n".join(amc).encode() + b"\n")
+    return asf, amc_path
+
+
+def test_cmu_style_asf_amc_is_rigid(tmp_path: Path) -> None:
+    """Wide random motion of every DOF of a CMU-style skeleton (a UTF-8 byte-order mark in
+    front of both files): constant bones; legs and arms exactly at their source joints."""
+    asf, amc = _write_cmu_style(tmp_path, frames=120, seed=3, bom=True)
+    skel = read_asf(asf)
+    raw = forward_kinematics(skel, read_amc(amc, skel)) * skel.metres_per_unit
+    pos = retarget_to_h36m17(raw, skel.joint_names, "cmu")
+    fixed = y_up_to_z_up(source_points(raw, skel.joint_names, "cmu"))
+    _check_rigid(pos, fixed, "cmu")
+    names = skel.joint_names
+    for joint, bone in ((2, "rfemur"), (3, "rtibia"), (5, "lfemur"), (6, "ltibia")):
+        np.testing.assert_allclose(pos[:, joint], y_up_to_z_up(raw[:, names.index(bone)]))
+    bones = H36M17.bone_lengths(retarget_to_h36m17(raw, names, "cmu", rigid=False))
+    assert bones.std(axis=0).max() > 0.005  # the fixed points alone are not rigid here
+
+
+_TINY_BVH = """HIERARCHY
+ROOT Hips
+{
+  OFFSET 0 0 0
+  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation
+  JOINT Chest
+  {
+    OFFSET 0 10 0
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    End Site
+    {
+      OFFSET 0 5 0
+    }
+  }
+}
+MOTION
+Frames: 2
+Frame Time: 0.0333333
+0 90 0 0 0 0 0 0 0
+1 90 0 0 30 0 0 0 45
+"""
+
+
+def test_bvh_with_byte_order_mark(tmp_path: Path) -> None:
+    plain, marked = tmp_path / "plain.bvh", tmp_path / "bom.bvh"
+    plain.write_text(_TINY_BVH)
+    marked.write_bytes(b"\xef\xbb\xbf" + _TINY_BVH.encode())
+    a, b = read_bvh(plain), read_bvh(marked)
+    assert a.names == b.names == ("Hips", "Chest", "Chest_end")
+    np.testing.assert_array_equal(a.values, b.values)
+    # frame 1: root at (1, 90, 0) turned 30 degrees about x; the chest's y-turn keeps its y-axis
+    np.testing.assert_allclose(
+        bvh_forward_kinematics(b)[1, 2], [1, 90 + 15 * np.cos(np.pi / 6), 15 * 0.5], atol=1e-9
+    )
+    assert read_bvh(marked, stride=2).num_frames == 1
+
+
+def test_amc_fast_path_matches_checked_parser(hdm05: Path) -> None:
+    from liftpose.data.mocap.asf_amc import _amc_table_checked, _amc_table_fast
+
+    skel = read_asf(hdm05 / "HDM_bk.asf")
+    n_dof = {"root": 6} | {b.name: len(b.dof) for b in skel.bones}
+    lines = (hdm05 / HDM05_CLIPS[1]).read_text(encoding="latin-1").splitlines()
+    body = lines[next(i for i, ln in enumerate(lines) if ln.strip() == "1") :]
+    fast = _amc_table_fast("\n".join(body).split(), n_dof)
+    checked = _amc_table_checked(hdm05 / HDM05_CLIPS[1], body, n_dof)
+    assert fast is not None and fast[1] == checked[1]
+    np.testing.assert_array_equal(fast[0], checked[0])
+    np.testing.assert_array_equal(fast[2], checked[2])
+    every3 = read_amc(hdm05 / HDM05_CLIPS[1], skel, stride=3)
+    np.testing.assert_array_equal(every3.frame_numbers, checked[0][::3])

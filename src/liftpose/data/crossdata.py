@@ -40,6 +40,7 @@ from liftpose.data.mpi3dhp import (
     TEST_FILE,
     write_3dhp_test,
 )
+from liftpose.data.skeleton import H36M17
 from liftpose.errors import DataError
 from liftpose.utils.io import check_overwrite
 
@@ -157,7 +158,7 @@ def build_bandai_3dhp(
     motions = []
     for p in paths:
         pos, src_fps = load_bandai_clip(p)
-        pos = resample(pos.astype(np.float64), src_fps, fps)
+        pos = resample(pos.astype(np.float64), src_fps, fps, H36M17)
         pos[..., :2] -= pos[:, 0, :2].mean(axis=0)
         motions.append(pos)
     per_seq: dict[str, list[int]] = {n: [] for n in _NAMES}

@@ -80,17 +80,19 @@ def axis_rotations(angles: np.ndarray, axes: str) -> np.ndarray:
 
 def _elementary(theta: np.ndarray, axis: str) -> np.ndarray:
     """Rotation by ``theta`` (...) radians about ``axis`` in {x, y, z} -> (..., 3, 3)."""
-    c, s = np.cos(theta), np.sin(theta)
-    one, zero = np.ones_like(c), np.zeros_like(c)
-    if axis == "x":
-        rows = ((one, zero, zero), (zero, c, -s), (zero, s, c))
-    elif axis == "y":
-        rows = ((c, zero, s), (zero, one, zero), (-s, zero, c))
-    elif axis == "z":
-        rows = ((c, -s, zero), (s, c, zero), (zero, zero, one))
-    else:
+    if axis not in ("x", "y", "z"):
         raise ValueError(f"unknown rotation axis {axis!r}")
-    return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
+    theta = np.asarray(theta, dtype=np.float64)
+    c, s = np.cos(theta), np.sin(theta)
+    k = "xyz".index(axis)
+    i, j = (k + 1) % 3, (k + 2) % 3  # the rotated plane, in right-handed order
+    out = np.zeros(theta.shape + (3, 3))
+    out[..., k, k] = 1.0
+    out[..., i, i] = c
+    out[..., j, j] = c
+    out[..., i, j] = -s
+    out[..., j, i] = s
+    return out
 
 
 def _euler_applied_in_order(angles: np.ndarray, axes: str) -> np.ndarray:
@@ -170,8 +172,9 @@ def _read_text(path: Path) -> str:
         data = path.read_bytes()
     except OSError as e:
         raise DataError(path, "file", f"cannot read: {e}") from e
-    # HDM05 headers carry Latin-1 bytes (a Windows path with an umlaut); numbers are ASCII.
-    return data.decode("latin-1")
+    # HDM05 headers carry Latin-1 bytes (a Windows path with an umlaut); numbers are ASCII. A
+    # UTF-8 byte-order mark some editors add is skipped.
+    return data.removeprefix(b"\xef\xbb\xbf").decode("latin-1")
 
 
 def _floats(path: Path, fld: str, tokens: list[str], n: int | None = None) -> np.ndarray:
@@ -353,27 +356,96 @@ def read_asf(path: str | Path) -> AsfSkeleton:
 _FRAME_RE = re.compile(r"^\d+$")
 
 
-def read_amc(path: str | Path, skeleton: AsfSkeleton) -> AmcMotion:
+def read_amc(path: str | Path, skeleton: AsfSkeleton, stride: int = 1) -> AmcMotion:
     """Parse an ``.amc`` motion for ``skeleton``; values come back in radians / file lengths.
 
+    ``stride > 1`` keeps every ``stride``-th frame (``frame_numbers`` keeps the file's numbers);
+    a well-formed file then converts only those frames' numbers.
+
     Every frame must list the same bones in the same order with exactly their DOF count; frame
-    numbers must be consecutive. Parsing is bulk: one ``split`` per line and a single float
-    conversion of all numbers (no per-frame Python work beyond that).
+    numbers must be consecutive. Parsing is bulk: a well-formed file is one ``split`` of the
+    motion text, a check of the name and frame-number columns and one float conversion per
+    column; any other file goes through a line-by-line pass that names the frame and bone at
+    fault.
     """
     path = Path(path)
     text = _read_text(path)
-    lines = [ln.split() for ln in text.splitlines()]
+    raw_lines = text.splitlines()
     to_rad = np.pi / 180.0 if skeleton.angle_unit == "deg" else 1.0
-    body: list[list[str]] = []
-    for i, toks in enumerate(lines):
+    start = len(raw_lines)
+    for i, raw in enumerate(raw_lines):
+        toks = raw.split()
         if not toks or toks[0].startswith("#"):
             continue
         if toks[0].startswith(":"):
             key = toks[0].upper()
             to_rad = {":DEGREES": np.pi / 180.0, ":RADIANS": 1.0}.get(key, to_rad)
             continue
-        body = [t for t in lines[i:] if t]
+        start = i
         break
+    n_dof = {"root": len(skeleton.root_order)} | {b.name: len(b.dof) for b in skeleton.bones}
+    body_text = "\n".join(raw_lines[start:])
+    stride = max(int(stride), 1)
+    fast = None if "#" in body_text else _amc_table_fast(body_text.split(), n_dof, stride)
+    if fast is not None:
+        frame_numbers, names, table = fast
+    else:
+        frame_numbers, names, table = _amc_table_checked(path, raw_lines[start:], n_dof)
+        frame_numbers, table = frame_numbers[::stride], table[::stride]
+    if not np.isfinite(table).all():
+        raise DataError(path, "frames", "a DOF value is not finite")
+    values: dict[str, np.ndarray] = {}
+    col = 0
+    for n in names:
+        v = table[:, col : col + n_dof[n]].copy()
+        col += n_dof[n]
+        if n == "root":
+            rot = np.array([c.startswith("r") for c in skeleton.root_order])
+            v[:, rot] *= to_rad
+        else:
+            v *= to_rad
+        values[n] = v
+    return AmcMotion(path=str(path), frame_numbers=frame_numbers, values=values)
+
+
+def _amc_table_fast(
+    tokens: list[str], n_dof: dict[str, int], stride: int = 1
+) -> tuple[np.ndarray, list[str], np.ndarray] | None:
+    """``(frame numbers (T,), bone names, values (T, D))`` of every ``stride``-th frame of a
+    well-formed AMC body, or None for anything else (left to :func:`_amc_table_checked` to name
+    the fault)."""
+    if not tokens or not tokens[0].isdigit():
+        return None
+    names: list[str] = []
+    cols: list[int] = []  # token offsets of the values within a frame
+    pos = 1
+    while pos < len(tokens) and tokens[pos] in n_dof:
+        names.append(tokens[pos])
+        cols.extend(range(pos + 1, pos + 1 + n_dof[tokens[pos]]))
+        pos += 1 + n_dof[tokens[pos]]
+    width = pos
+    if not names or len(tokens) % width or len(set(names)) != len(names):
+        return None
+    if any(n_dof[n] > 0 and n not in names for n in n_dof):
+        return None
+    offsets = [1 + sum(1 + n_dof[m] for m in names[:k]) for k in range(len(names))]
+    if any(set(tokens[o::width]) != {n} for o, n in zip(offsets, names)):
+        return None
+    try:
+        frames = np.array(tokens[0::width], dtype=np.int64)
+        table = np.array([tokens[c :: width * stride] for c in cols], dtype=np.float64).T
+    except ValueError:
+        return None
+    if not (np.diff(frames) == 1).all():
+        return None
+    return frames[::stride], names, table.reshape(-1, len(cols))
+
+
+def _amc_table_checked(
+    path: Path, raw_lines: list[str], n_dof: dict[str, int]
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The line-by-line AMC body parser: raises ``DataError`` naming the frame and bone."""
+    body = [t for t in (ln.split() for ln in raw_lines) if t and not t[0].startswith("#")]
     if not body:
         raise DataError(path, "frames", "no frames")
     is_frame = np.array([len(t) == 1 and _FRAME_RE.match(t[0]) is not None for t in body])
@@ -393,7 +465,6 @@ def read_amc(path: str | Path, skeleton: AsfSkeleton) -> AmcMotion:
 
     rows = [t for t, f in zip(body, is_frame) if not f]  # T * per_frame lines
     names = [t[0] for t in rows[:per_frame]]
-    n_dof = {"root": len(skeleton.root_order)} | {b.name: len(b.dof) for b in skeleton.bones}
     for n in names:
         if n not in n_dof:
             raise DataError(path, f"frame {frame_numbers[0]}: bone {n!r}", "not in the skeleton")
@@ -418,21 +489,7 @@ def read_amc(path: str | Path, skeleton: AsfSkeleton) -> AmcMotion:
         flat = np.array([v for t in rows for v in t[1:]], dtype=np.float64)
     except ValueError:
         raise DataError(path, "frames", "a DOF value is not a number") from None
-    if not np.isfinite(flat).all():
-        raise DataError(path, "frames", "a DOF value is not finite")
-    table = flat.reshape(len(starts), -1)  # (T, D)
-    values: dict[str, np.ndarray] = {}
-    col = 0
-    for n in names:
-        v = table[:, col : col + n_dof[n]].copy()
-        col += n_dof[n]
-        if n == "root":
-            rot = np.array([c.startswith("r") for c in skeleton.root_order])
-            v[:, rot] *= to_rad
-        else:
-            v *= to_rad
-        values[n] = v
-    return AmcMotion(path=str(path), frame_numbers=frame_numbers, values=values)
+    return frame_numbers, names, flat.reshape(len(starts), -1)  # (T, D)
 
 
 # -------------------------------------------------------------------------- forward kinematics

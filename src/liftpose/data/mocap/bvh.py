@@ -17,6 +17,7 @@ Forward kinematics over all frames at once (a loop over joints in file order, pa
     p_j = p_parent + G_parent @ t_j   # (T, 3), t_j = OFFSET or position channels
 
 BVH has no unit field: positions come back in file units (Bandai-Namco: centimetres, Y up).
+A UTF-8 byte-order mark at the start of the file (some exporters write one) is skipped.
 """
 
 from __future__ import annotations
@@ -149,7 +150,9 @@ def _parse_hierarchy(path: Path, text: str) -> tuple[list, list, list, list]:
     return names, parents, offsets, channels
 
 
-def _parse_motion(path: Path, text: str, n_channels: int) -> tuple[np.ndarray, float]:
+def _parse_motion(
+    path: Path, text: str, n_channels: int, stride: int = 1
+) -> tuple[np.ndarray, float]:
     lines = [ln for ln in text.splitlines() if ln.strip()]
     head = [ln.split() for ln in lines[:3]]
     if len(head) < 3 or head[0] != ["MOTION"]:
@@ -167,17 +170,17 @@ def _parse_motion(path: Path, text: str, n_channels: int) -> tuple[np.ndarray, f
         raise DataError(path, "MOTION/Frame Time", f"not a number: {head[2][2]!r}") from None
     if not frame_time > 0:
         raise DataError(path, "MOTION/Frame Time", f"must be positive, got {frame_time}")
-    rows = [ln.split() for ln in lines[3:]]
-    if len(rows) != n_frames:
+    if len(lines) - 3 != n_frames:
         raise DataError(
-            path, "MOTION/Frames", f"header says {n_frames} frames, file has {len(rows)}"
+            path, "MOTION/Frames", f"header says {n_frames} frames, file has {len(lines) - 3}"
         )
+    rows = [ln.split() for ln in lines[3::stride]]
     counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
     if (counts != n_channels).any():
-        k = int(np.flatnonzero(counts != n_channels)[0])
+        i = int(np.flatnonzero(counts != n_channels)[0])
         raise DataError(
-            path, f"MOTION/frame {k}",
-            f"has {counts[k]} values, the HIERARCHY declares {n_channels} channels",
+            path, f"MOTION/frame {i * stride}",
+            f"has {counts[i]} values, the HIERARCHY declares {n_channels} channels",
         )  # fmt: skip
     try:
         values = np.array([v for r in rows for v in r], dtype=np.float64)
@@ -185,23 +188,28 @@ def _parse_motion(path: Path, text: str, n_channels: int) -> tuple[np.ndarray, f
         raise DataError(path, "MOTION", "a channel value is not a number") from None
     if not np.isfinite(values).all():
         raise DataError(path, "MOTION", "a channel value is not finite")
-    return values.reshape(n_frames, n_channels), frame_time
+    return values.reshape(len(rows), n_channels), frame_time * stride
 
 
-def read_bvh(path: str | Path) -> BvhMotion:
-    """Parse a BVH file; raises ``DataError`` naming the file and the field at fault."""
+def read_bvh(path: str | Path, stride: int = 1) -> BvhMotion:
+    """Parse a BVH file; raises ``DataError`` naming the file and the field at fault.
+
+    ``stride > 1`` keeps every ``stride``-th frame (and multiplies the frame time), converting
+    and checking only those: a quick look at a long file.
+    """
     path = Path(path)
     try:
-        text = path.read_bytes().decode("latin-1")
+        data = path.read_bytes()
     except OSError as e:
         raise DataError(path, "file", f"cannot read: {e}") from e
+    text = data.removeprefix(b"\xef\xbb\xbf").decode("latin-1")
     found = _MOTION_RE.search(text)
     if found is None:
         raise DataError(path, "MOTION", "missing MOTION section")
     cut = found.start(1)
     names, parents, offsets, channels = _parse_hierarchy(path, text[:cut])
     columns = np.cumsum([0] + [len(c) for c in channels])
-    values, frame_time = _parse_motion(path, text[cut:], int(columns[-1]))
+    values, frame_time = _parse_motion(path, text[cut:], int(columns[-1]), max(int(stride), 1))
     return BvhMotion(
         path=str(path), names=tuple(names), parents=tuple(parents), offsets=np.stack(offsets),
         channels=tuple(channels), columns=tuple(int(c) for c in columns[:-1]), values=values,

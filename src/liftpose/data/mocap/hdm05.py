@@ -7,8 +7,8 @@ Units: the ASF says ``length 0.45`` -> one unit is 0.0254 / 0.45 = 0.05644 m (se
 The embedded sample ``liftpose/data/assets/hdm05_sample.npz`` (CC BY-SA 3.0, see
 ``HDM05_SAMPLE_LICENSE.md`` beside it) holds one array per clip under ``"<actor>/<motion>/<nnn>"``,
 (T, 17, 3) float32 metres, world Z up, floor at z = 0, resampled to 50 Hz and recentred so that
-the clip's mean pelvis x, y is 0; key ``"__meta__"`` holds a JSON string (see
-``build_hdm05_sample``). ``load_hdm05_sample`` reads it back.
+the clip's mean pelvis x, y is 0; each bone keeps one length over a clip. Key ``"__meta__"``
+holds a JSON string (see ``build_hdm05_sample``). ``load_hdm05_sample`` reads it back.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 
 from liftpose.data.mocap.asf_amc import AsfSkeleton, load_asf_amc, read_asf
 from liftpose.data.mocap.retarget import HDM05_MAP, resample, retarget_to_h36m17
+from liftpose.data.skeleton import H36M17
 from liftpose.errors import DataError
 
 __all__ = [
@@ -128,7 +129,7 @@ def build_hdm05_sample(
             skeletons[actor] = read_asf(src_dir / f"HDM_{actor}.asf")
         pos = load_hdm05_clip(amc, skeletons[actor]).astype(np.float64)
         frames_120 += pos.shape[0]
-        pos = resample(pos, HDM05_FPS, fps)
+        pos = resample(pos, HDM05_FPS, fps, H36M17)
         pos[..., :2] -= pos[:, 0, :2].mean(axis=0)
         clips[f"{actor}/{motion}/{take:03d}"] = pos.astype(np.float32)
     missing = sorted(set(actors) - set(skeletons))
@@ -198,8 +199,9 @@ def _meta(
         "key_format": "<actor>/<motion>/<nnn>",
         "shape": "(T, 17, 3)",
         "derivation": (
-            "ASF/AMC forward kinematics (1 unit = 0.0254/0.45 m), retargeted to Human3.6M-17, "
-            f"linearly resampled 120 -> {fps} Hz, mean pelvis x,y per clip moved to 0"
+            "ASF/AMC forward kinematics (1 unit = 0.0254/0.45 m), retargeted to Human3.6M-17 "
+            "with constant bone lengths (liftpose.data.mocap.retarget), linearly resampled "
+            f"120 -> {fps} Hz with the bone lengths kept, mean pelvis x,y per clip moved to 0"
         ),
         "recentred": "mean pelvis x,y over each clip = 0; z kept (floor at z = 0)",
         "actors": list(actors),

@@ -5,7 +5,7 @@ plane; both sources used here (HDM05, Bandai-Namco) already have their floor at 
 source Y-up frame, so the floor stays at z = 0. The Y-up -> Z-up change is the proper rotation
 ``(x, y, z) -> (x, -z, y)`` (+90 degrees about X), so handedness and left/right are kept.
 
-Joint sources (no bone-length normalisation: each actor keeps its own proportions)::
+Joint sources (each actor keeps its own proportions)::
 
     H36M joint      Vicon ASF (HDM05, CMU)             Bandai-Namco BVH
     --------------  ---------------------------------  ------------------------------------
@@ -14,11 +14,12 @@ Joint sources (no bone-length normalisation: each actor keeps its own proportion
     2  RKnee        rfemur end                         LowerLeg_R
     3  RFoot        rtibia end (ankle)                 Foot_R (ankle)
     4-6 LHip/LKnee/LFoot   lhipjoint/lfemur/ltibia ends   UpperLeg_L/LowerLeg_L/Foot_L
-    7  Spine        point at 50 % arc length of the spine polyline Hip -> ... -> Thorax
-                    (ASF: Hip, root, lowerback, upperback, thorax ends;
-                     Bandai: Hip, Hips, Spine, Chest, Neck)
+    7  Spine        the point at 22 % of the arc length of the spine polyline Hip -> ... ->
+                    Thorax (ASF: Hip, root, lowerback, upperback, thorax ends -- it falls at
+                    ``root``, where the lumbar spine leaves the pelvis; Bandai: Hip, Hips,
+                    Spine, Chest, Neck -- on the pelvis bone Hips -> Spine)
     8  Thorax       thorax end (base of neck)          Neck (base of neck)
-    9  Neck/Nose    point at 50 % arc length of the polyline Thorax -> ... -> Head
+    9  Neck/Nose    the point at 50 % of the arc length of the polyline Thorax -> ... -> Head
                     (ASF: thorax, lowerneck, upperneck, head ends; Bandai: Neck, Head, head top);
                     it lies on the neck/head axis (no nose offset: the sources have no face)
     10 Head         head end (top of the head)         extrapolated head top (see below)
@@ -28,6 +29,27 @@ Joint sources (no bone-length normalisation: each actor keeps its own proportion
                     the forearm; lwrist's only DOF is
                     the twist ry about its axis)
     14-16 RShoulder/RElbow/RWrist   the right-hand twins
+
+**Fixed points.** Every joint of the table is a fixed point of one source bone: a joint centre,
+or a point at a constant fraction along one bone (the arc-length fractions of Spine and
+Neck/Nose are resolved once per clip, from the bone lengths, into "fraction t of bone k"), and
+Hip is the midpoint of two points fixed to the pelvis (:func:`source_points`).
+
+**Rigid output.** Fixed points alone do not give constant Human3.6M bones: a Human3.6M bone such
+as Spine -> Thorax spans several source articulations (lumbar, thoracic and neck joints; in the
+Bandai rig also the ``Shoulder_L/R`` bones between Thorax and the shoulder joints). The output
+therefore gives every bone its median length over the clip, keeping each bone's direction, from
+the Hip outwards (:func:`set_bone_lengths`): a joint moves by the sum of its ancestors' length
+deviations, which is small where each source span is nearly rigid. That is why Spine sits at
+22 % and not half way up the trunk: the Vicon skeletons' spine pivots on the pelvis at ``root``,
+10 cm above the hip centres (20-23 % of the arc for bd, bk, dg), and any point above it changes
+its distance to Hip with every lumbar flexion (at 50 %: a std of 10.5 mm within a HDM05 clip,
+101 mm peak to peak), which would move the whole upper body. Measured on every shared file
+(``tests/test_mocap.py``), every output bone's std over a clip is below 1e-6 mm; the joints move
+from their fixed points by 0.9 mm on average over HDM05 (upper body 1.7 mm, at most 18 mm in the
+deepest bends) and 0.7 mm over Bandai (upper body 1.3 mm; at most 57 mm, in one frame of a deep
+dance bend where the Spine -> Thorax chord of the Bandai spine shortens by 5.6 cm). Bandai uses
+the same fractions as HDM05, so both put Spine and Neck/Nose at the same place on the trunk.
 
 Bandai head top: the file's ``Head`` end site has a zero offset, so the head top is extrapolated
 along the head's own axis (the direction of the Neck->Head offset, expressed in the Head joint's
@@ -45,6 +67,7 @@ from pathlib import Path
 import numpy as np
 
 from liftpose.data.mocap.bvh import BvhMotion, bvh_forward_kinematics, read_bvh
+from liftpose.data.skeleton import H36M17, Skeleton
 from liftpose.errors import DataError
 
 __all__ = [
@@ -54,10 +77,12 @@ __all__ = [
     "SOURCE_MAPS",
     "SourceMap",
     "bandai_head_top_offset",
+    "fixed_point_on_chain",
     "load_bandai_clip",
-    "point_on_chain",
     "resample",
     "retarget_to_h36m17",
+    "set_bone_lengths",
+    "source_points",
     "y_up_to_z_up",
 ]
 
@@ -71,6 +96,8 @@ class SourceMap:
 
     ``spine`` runs from the first joint above the hips to the Thorax joint (its last entry);
     ``head`` runs from the first joint above the Thorax to the head top (its last entry).
+    Consecutive entries of both chains must be joined by one bone (so a point between them is a
+    fixed point of that bone).
     """
 
     rhip: str
@@ -87,6 +114,8 @@ class SourceMap:
     rwrist: str
     spine: tuple[str, ...]
     head: tuple[str, ...]
+    spine_fraction: float = 0.5  # Spine: this fraction of the Hip -> Thorax arc length
+    neck_fraction: float = 0.5  # Neck/Nose: this fraction of the Thorax -> head top arc length
 
 
 #: Vicon ASF skeletons (HDM05 and CMU share the bone names). Joints are bone ends.
@@ -97,6 +126,7 @@ HDM05_MAP = SourceMap(
     rshoulder="rclavicle", relbow="rhumerus", rwrist="rwrist",
     spine=("root", "lowerback", "upperback", "thorax"),
     head=("lowerneck", "upperneck", "head"),
+    spine_fraction=0.22,
 )  # fmt: skip
 
 #: Bandai-Namco-Research-Motiondataset BVH rig; ``Head_end`` must carry the extrapolated head top
@@ -108,6 +138,7 @@ BANDAI_MAP = SourceMap(
     rshoulder="UpperArm_R", relbow="LowerArm_R", rwrist="Hand_R",
     spine=("Hips", "Spine", "Chest", "Neck"),
     head=("Head", "Head_end"),
+    spine_fraction=0.22,
 )  # fmt: skip
 
 SOURCE_MAPS: dict[str, SourceMap] = {"hdm05": HDM05_MAP, "cmu": HDM05_MAP, "bandai": BANDAI_MAP}
@@ -118,8 +149,12 @@ def y_up_to_z_up(pos: np.ndarray) -> np.ndarray:
     return np.stack([pos[..., 0], -pos[..., 2], pos[..., 1]], axis=-1)
 
 
-def point_on_chain(chain: np.ndarray, fraction: float) -> np.ndarray:
-    """The point at ``fraction`` of the arc length of a polyline, per frame.
+def fixed_point_on_chain(chain: np.ndarray, fraction: float) -> np.ndarray:
+    """The point at ``fraction`` of a chain's arc length, carried by the bone it falls on.
+
+    The chain's segments are bones (constant lengths), so the arc-length point is resolved once,
+    from the median segment lengths over frames, into "fraction ``t`` of segment ``k``"; every
+    frame then takes ``chain[k] + t * (chain[k + 1] - chain[k])``, a fixed point of that bone.
 
     Args:
         chain: (T, K, C) polyline vertices, K >= 2.
@@ -128,15 +163,83 @@ def point_on_chain(chain: np.ndarray, fraction: float) -> np.ndarray:
     Returns:
         (T, C) points.
     """
-    seg = np.linalg.norm(np.diff(chain, axis=1), axis=-1)  # (T, K-1)
-    cum = np.concatenate([np.zeros_like(seg[:, :1]), np.cumsum(seg, axis=1)], axis=1)  # (T, K)
-    target = fraction * cum[:, -1:]  # (T, 1)
-    idx = np.clip((cum[:, 1:-1] < target).sum(axis=1), 0, seg.shape[1] - 1)  # (T,)
-    rows = np.arange(chain.shape[0])
-    length = seg[rows, idx]
-    t = np.where(length > 0, (target[:, 0] - cum[rows, idx]) / np.where(length > 0, length, 1), 0)
-    a, b = chain[rows, idx], chain[rows, idx + 1]
-    return a + np.clip(t, 0.0, 1.0)[:, None] * (b - a)
+    seg = np.median(np.linalg.norm(np.diff(chain, axis=1), axis=-1), axis=0)  # (K-1,)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    target = float(np.clip(fraction, 0.0, 1.0)) * cum[-1]
+    k = int(np.clip(np.searchsorted(cum, target, side="right") - 1, 0, len(seg) - 1))
+    t = (target - cum[k]) / seg[k] if seg[k] > 0 else 0.0
+    return chain[:, k] + min(max(t, 0.0), 1.0) * (chain[:, k + 1] - chain[:, k])
+
+
+def source_points(
+    positions: np.ndarray,
+    names: tuple[str, ...] | list[str],
+    mapping: SourceMap | str,
+    *,
+    path: str | Path | None = None,
+) -> np.ndarray:
+    """The 17 fixed points of the module table, in the source's units and frame.
+
+    Args:
+        positions: (T, J, 3) source world positions.
+        names: the J source joint names.
+        mapping: a ``SourceMap`` or a key of ``SOURCE_MAPS``.
+        path: source file, only used in error messages.
+
+    Returns:
+        (T, 17, 3) float64.
+
+    Raises:
+        DataError: the skeleton lacks a joint the map names.
+    """
+    m = SOURCE_MAPS[mapping] if isinstance(mapping, str) else mapping
+    index = {n: i for i, n in enumerate(names)}
+
+    def get(*joints: str) -> np.ndarray:
+        missing = [j for j in joints if j not in index]
+        if missing:
+            raise DataError(path, "joints", f"source skeleton lacks {missing} needed for H36M-17")
+        return np.asarray(positions, dtype=np.float64)[:, [index[j] for j in joints]]
+
+    legs = get(m.rhip, m.rknee, m.rfoot, m.lhip, m.lknee, m.lfoot)  # (T, 6, 3)
+    arms = get(m.lshoulder, m.lelbow, m.lwrist, m.rshoulder, m.relbow, m.rwrist)
+    hip = 0.5 * (legs[:, 0] + legs[:, 3])
+    spine_chain = np.concatenate([hip[:, None], get(*m.spine)], axis=1)
+    thorax = spine_chain[:, -1]
+    head_chain = np.concatenate([thorax[:, None], get(*m.head)], axis=1)
+    return np.concatenate(
+        [
+            hip[:, None], legs,
+            fixed_point_on_chain(spine_chain, m.spine_fraction)[:, None], thorax[:, None],
+            fixed_point_on_chain(head_chain, m.neck_fraction)[:, None], head_chain[:, -1:],
+            arms,
+        ],
+        axis=1,
+    )  # fmt: skip
+
+
+def set_bone_lengths(
+    pos: np.ndarray, lengths: np.ndarray, skeleton: Skeleton = H36M17
+) -> np.ndarray:
+    """Give every bone its length: from the root outwards, each joint is put at its bone's
+    length from its (already placed) parent, in the direction it had.
+
+    Args:
+        pos: (T, J, 3) positions.
+        lengths: (J - 1,) lengths in the order of ``skeleton.edges()`` (units of ``pos``).
+        skeleton: parents listed before children.
+
+    Returns:
+        (T, J, 3) float64; a joint that coincides with its parent is put straight above it
+        (+z).
+    """
+    out = np.array(pos, dtype=np.float64)
+    for (j, p), length in zip(skeleton.edges(), np.asarray(lengths, dtype=np.float64)):
+        d = np.asarray(pos[:, j], dtype=np.float64) - pos[:, p]
+        n = np.linalg.norm(d, axis=-1, keepdims=True)
+        unit = np.where(n > 1e-12, d / np.maximum(n, 1e-12), np.array([0.0, 0.0, 1.0]))
+        out[:, j] = out[:, p] + length * unit
+    return out
 
 
 def retarget_to_h36m17(
@@ -146,9 +249,10 @@ def retarget_to_h36m17(
     *,
     scale: float = 1.0,
     y_up: bool = True,
+    rigid: bool = True,
     path: str | Path | None = None,
 ) -> np.ndarray:
-    """Source joint positions -> Human3.6M 17-joint positions (see the module table).
+    """Source joint positions -> Human3.6M 17-joint positions (see the module docstring).
 
     Args:
         positions: (T, J, 3) source world positions.
@@ -156,35 +260,22 @@ def retarget_to_h36m17(
         mapping: a ``SourceMap`` or a key of ``SOURCE_MAPS``.
         scale: metres per source unit (e.g. 0.01 for centimetres).
         y_up: the source frame is Y-up (rotated to Z-up); else it is already Z-up.
+        rigid: constant bone lengths: every bone set to its median length over the clip
+            (:func:`set_bone_lengths`); False gives the fixed points (:func:`source_points`).
         path: source file, only used in error messages.
 
     Returns:
         (T, 17, 3) float64 in metres, world frame Z up.
+
+    Raises:
+        DataError: the skeleton lacks a joint the map names, or a value is not finite.
     """
-    m = SOURCE_MAPS[mapping] if isinstance(mapping, str) else mapping
-    index = {n: i for i, n in enumerate(names)}
-
-    def get(*joints: str) -> np.ndarray:
-        missing = [j for j in joints if j not in index]
-        if missing:
-            raise DataError(path, "joints", f"source skeleton lacks {missing} needed for H36M-17")
-        return positions[:, [index[j] for j in joints]]
-
-    legs = get(m.rhip, m.rknee, m.rfoot, m.lhip, m.lknee, m.lfoot)  # (T, 6, 3)
-    arms = get(m.lshoulder, m.lelbow, m.lwrist, m.rshoulder, m.relbow, m.rwrist)
-    hip = 0.5 * (legs[:, 0] + legs[:, 3])
-    spine_chain = np.concatenate([hip[:, None], get(*m.spine)], axis=1)
-    thorax = spine_chain[:, -1]
-    head_chain = np.concatenate([thorax[:, None], get(*m.head)], axis=1)
-    out = np.concatenate(
-        [
-            hip[:, None], legs,
-            point_on_chain(spine_chain, 0.5)[:, None], thorax[:, None],
-            point_on_chain(head_chain, 0.5)[:, None], head_chain[:, -1:],
-            arms,
-        ],
-        axis=1,
-    ) * scale  # fmt: skip
+    out = source_points(positions, names, mapping, path=path) * scale
+    if not np.isfinite(out).all():
+        frames = np.unique(np.nonzero(~np.isfinite(out))[0])
+        raise DataError(path, "frames", f"non-finite joint positions, first frames {frames[:5]}")
+    if rigid:
+        out = set_bone_lengths(out, np.median(H36M17.bone_lengths(out), axis=0))
     return y_up_to_z_up(out) if y_up else out
 
 
@@ -226,7 +317,9 @@ def load_bandai_clip(path: str | Path) -> tuple[np.ndarray, float]:
 
 
 # -------------------------------------------------------------------------------------- resampling
-def resample(positions: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
+def resample(
+    positions: np.ndarray, src_fps: float, dst_fps: float, skeleton: Skeleton | None = None
+) -> np.ndarray:
     """Linear resampling in time, keeping both endpoints.
 
     ``T' = max(round((T - 1) * dst_fps / src_fps), 1) + 1`` samples are spread evenly over the
@@ -234,9 +327,14 @@ def resample(positions: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarra
     spacing differs from ``1 / dst_fps`` by less than half a frame over the whole clip. A clip of
     one frame is returned as is.
 
+    Interpolating positions shortens a rotating bone between two samples (its chord), by up to
+    about 1 % at 30 Hz for fast limbs; with ``skeleton`` the bones of the result are set back
+    to the input's median lengths (:func:`set_bone_lengths`).
+
     Args:
         positions: (T, J, C) (any trailing shape; time is axis 0).
         src_fps, dst_fps: positive frame rates.
+        skeleton: the joints' tree, to keep bone lengths (positions (T, J, 3)).
 
     Returns:
         (T', J, C) array of the input's floating dtype.
@@ -253,4 +351,8 @@ def resample(positions: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarra
     t = np.linspace(0.0, T - 1, n)
     i0 = np.minimum(np.floor(t).astype(np.int64), T - 2)
     w = (t - i0).reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype)
-    return (1 - w) * x[i0] + w * x[i0 + 1]
+    out = (1 - w) * x[i0] + w * x[i0 + 1]
+    if skeleton is None:
+        return out
+    lengths = np.median(skeleton.bone_lengths(x.astype(np.float64)), axis=0)
+    return set_bone_lengths(out, lengths, skeleton).astype(x.dtype)
