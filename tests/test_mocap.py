@@ -444,8 +444,11 @@ _CMU_BONES = (
 )
 
 
-def _write_cmu_style(folder: Path, frames: int, seed: int, bom: bool) -> tuple[Path, Path]:
-    """An ASF and an AMC whose every DOF moves through wide smooth random angles."""
+def write_cmu_style(
+    folder: Path, frames: int, seed: int, bom: bool = False, subject: str = "07", takes: int = 1
+) -> tuple[Path, list[Path]]:
+    """``<subject>.asf`` and ``<subject>_01.amc`` ... (``takes`` motions, CMU names) whose every
+    DOF moves through wide smooth random angles."""
     lines = [":version 1.10", ":name VICON", ":units", "  mass 1.0", "  length 0.45",
              "  angle deg", ":root", "   order TX TY TZ RX RY RZ", "   axis XYZ",
              "   position 0 0 0", "   orientation 0 0 0", ":bonedata"]  # fmt: skip
@@ -464,29 +467,33 @@ def _write_cmu_style(folder: Path, frames: int, seed: int, bom: bool) -> tuple[P
         children.setdefault(parent, []).append(name)
     lines += [":hierarchy", "  begin", *(f"    {p} {' '.join(c)}" for p, c in children.items()),
               "  end"]  # fmt: skip
+    prefix = b"\xef\xbb\xbf" if bom else b""
+    asf = folder / f"{subject}.asf"
+    asf.write_bytes(prefix + "\n".join(lines).encode() + b"\n")
     rng = np.random.default_rng(seed)
     t = np.arange(frames)[:, None] / 30.0
-    amc = ["#!OML:ASF", ":FULLY-SPECIFIED", ":DEGREES"]
-    motion = {"root": np.concatenate([rng.normal(0, 5, (1, 3)) + 0.5 * t * rng.normal(size=3),
-                                      45 * np.sin(t * rng.uniform(1, 3, 3))], axis=1)}  # fmt: skip
-    for name, *_, dof in _CMU_BONES:
-        if dof:
-            n = len(dof.split())
-            motion[name] = 60 * np.sin(t * rng.uniform(1, 6, n) + rng.uniform(0, 6, n))
-    for f in range(frames):
-        amc.append(str(f + 1))
-        amc += [f"{n} " + " ".join(f"{v:.4f}" for v in vals[f]) for n, vals in motion.items()]
-    prefix = b"\xef\xbb\xbf" if bom else b""
-    asf, amc_path = folder / "07.asf", folder / "07_01.amc"
-    asf.write_bytes(prefix + "\n".join(lines).encode() + b"\n")
-    amc_path.write_bytes(prefix + "\n".join(amc).encode() + b"\n")
-    return asf, amc_path
+    paths = []
+    for take in range(1, takes + 1):
+        amc = ["#!OML:ASF", ":FULLY-SPECIFIED", ":DEGREES"]
+        root = [rng.normal(0, 5, (1, 3)) + 0.5 * t * rng.normal(size=3),
+                45 * np.sin(t * rng.uniform(1, 3, 3))]  # fmt: skip
+        motion = {"root": np.concatenate(root, axis=1)}
+        for name, *_, dof in _CMU_BONES:
+            if dof:
+                n = len(dof.split())
+                motion[name] = 60 * np.sin(t * rng.uniform(1, 6, n) + rng.uniform(0, 6, n))
+        for f in range(frames):
+            amc.append(str(f + 1))
+            amc += [f"{n} " + " ".join(f"{v:.4f}" for v in vals[f]) for n, vals in motion.items()]
+        paths.append(folder / f"{subject}_{take:02d}.amc")
+        paths[-1].write_bytes(prefix + "\n".join(amc).encode() + b"\n")
+    return asf, paths
 
 
 def test_cmu_style_asf_amc_is_rigid(tmp_path: Path) -> None:
     """Wide random motion of every DOF of a CMU-style skeleton (a UTF-8 byte-order mark in
     front of both files): constant bones; legs and arms exactly at their source joints."""
-    asf, amc = _write_cmu_style(tmp_path, frames=120, seed=3, bom=True)
+    asf, (amc,) = write_cmu_style(tmp_path, frames=120, seed=3, bom=True)
     skel = read_asf(asf)
     raw = forward_kinematics(skel, read_amc(amc, skel)) * skel.metres_per_unit
     pos = retarget_to_h36m17(raw, skel.joint_names, "cmu")

@@ -221,13 +221,54 @@ class _Units(TypedDict):
     translation: NotRequired[Literal["mm", "m"]]
 
 
+class _ClipCamera(_Intrinsics, _Extrinsics):
+    """One camera placed for one clip: its intrinsics and extrinsics in one entry."""
+
+
 class CamerasFile(TypedDict):
-    """Schema of a cameras file (:func:`load_cameras`); other fields are allowed."""
+    """Schema of a cameras file (:func:`load_cameras`, :func:`load_clip_cameras`); other
+    fields are allowed."""
 
     __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
     intrinsics: dict[str, _Intrinsics]
     extrinsics: dict[str, dict[str, _Extrinsics]]
     units: NotRequired[_Units]
+    clips: NotRequired[dict[str, dict[str, dict[str, _ClipCamera]]]]
+
+
+def _read_camera_doc(path: str | Path | None) -> tuple[dict, Path, float]:
+    """``(checked json document, path, metres per translation unit)`` of a cameras file."""
+    if path is None:
+        p = Path(str(resources.files("liftpose.data") / "assets" / "h36m_cameras.json"))
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise DataError(p, "file", "cameras file not found")
+    doc = read_json(p, CamerasFile)
+    scale = {"mm": 1e-3, "m": 1.0}[doc.get("units", {}).get("translation", "mm")]
+    return doc, p, scale
+
+
+def _camera(cam_id: str, i: dict, ext: dict, p: Path, where: str, scale: float) -> Camera:
+    """A :class:`Camera` from a checked intrinsics entry ``i`` and extrinsics entry ``ext``
+    (``where``: the extrinsics' key path, named when the orientation is not a unit
+    quaternion)."""
+    q = np.asarray(ext["orientation"], dtype=np.float64)
+    if abs(np.linalg.norm(q) - 1.0) > 1e-3:
+        raise DataError(
+            p, f"{where}.orientation", f"not a unit quaternion (norm {np.linalg.norm(q):.6g})"
+        )
+    return Camera(
+        id=cam_id,
+        res_w=i["res_w"],
+        res_h=i["res_h"],
+        center=np.asarray(i["center"], dtype=np.float64),
+        focal_length=np.asarray(i["focal_length"], dtype=np.float64),
+        radial_distortion=np.asarray(i.get("radial_distortion", (0, 0, 0)), np.float64),
+        tangential_distortion=np.asarray(i.get("tangential_distortion", (0, 0)), np.float64),
+        orientation=q / np.linalg.norm(q),
+        translation=np.asarray(ext["translation"], dtype=np.float64) * scale,
+    )
 
 
 def load_cameras(path: str | Path | None = None) -> dict[str, dict[str, Camera]]:
@@ -237,21 +278,15 @@ def load_cameras(path: str | Path | None = None) -> dict[str, dict[str, Camera]]
     ``intrinsics[camera_id]`` (``res_w``, ``res_h`` > 0 pixels, ``center``, ``focal_length`` >
     0, optional ``radial_distortion`` (3) and ``tangential_distortion`` (2)) and
     ``extrinsics[subject][camera_id]`` (``orientation``: a unit quaternion ``(w, x, y, z)``,
-    ``translation``); ``units.translation`` is ``"mm"`` (default) or ``"m"``.
+    ``translation``); ``units.translation`` is ``"mm"`` (default) or ``"m"``. Cameras placed
+    per clip (the optional ``clips`` entry) are read by :func:`load_clip_cameras`.
 
     Raises:
         DataError: naming the file and the field (missing, wrong type, not finite, not a unit
             quaternion, a camera without intrinsics).
     """
-    if path is None:
-        p = Path(str(resources.files("liftpose.data") / "assets" / "h36m_cameras.json"))
-    else:
-        p = Path(path)
-        if not p.exists():
-            raise DataError(p, "file", "cameras file not found")
-    doc = read_json(p, CamerasFile)
+    doc, p, scale = _read_camera_doc(path)
     intr, extr = doc["intrinsics"], doc["extrinsics"]
-    scale = {"mm": 1e-3, "m": 1.0}[doc.get("units", {}).get("translation", "mm")]
     out: dict[str, dict[str, Camera]] = {}
     for subject, cams in extr.items():
         out[subject] = {}
@@ -260,55 +295,79 @@ def load_cameras(path: str | Path | None = None) -> dict[str, dict[str, Camera]]
                 raise DataError(
                     p, f"intrinsics.{cam_id}", f"camera of subject {subject} has no intrinsics"
                 )
-            q = np.asarray(ext["orientation"], dtype=np.float64)
-            if abs(np.linalg.norm(q) - 1.0) > 1e-3:
-                raise DataError(
-                    p,
-                    f"extrinsics.{subject}.{cam_id}.orientation",
-                    f"not a unit quaternion (norm {np.linalg.norm(q):.6g})",
-                )
-            i = intr[cam_id]
-            out[subject][cam_id] = Camera(
-                id=cam_id,
-                res_w=i["res_w"],
-                res_h=i["res_h"],
-                center=np.asarray(i["center"], dtype=np.float64),
-                focal_length=np.asarray(i["focal_length"], dtype=np.float64),
-                radial_distortion=np.asarray(i.get("radial_distortion", (0, 0, 0)), np.float64),
-                tangential_distortion=np.asarray(
-                    i.get("tangential_distortion", (0, 0)), np.float64
-                ),
-                orientation=q / np.linalg.norm(q),
-                translation=np.asarray(ext["translation"], dtype=np.float64) * scale,
+            out[subject][cam_id] = _camera(
+                cam_id, intr[cam_id], ext, p, f"extrinsics.{subject}.{cam_id}", scale
             )
     return out
 
 
-def save_cameras(cameras: dict[str, dict[str, Camera]], path: str | Path) -> None:
-    """Write cameras in the format :func:`load_cameras` reads (translation in mm)."""
+def load_clip_cameras(path: str | Path) -> dict[str, dict[str, dict[str, Camera]]]:
+    """The cameras placed per clip in a cameras file: ``{subject: {action: {camera_id:
+    Camera}}}`` from its optional ``clips`` entry (each camera with its own intrinsics and
+    extrinsics, the fields of :func:`load_cameras`); ``{}`` when the file has none.
+
+    Raises:
+        DataError: naming the file and the field, as :func:`load_cameras`.
+    """
+    doc, p, scale = _read_camera_doc(path)
+    out: dict[str, dict[str, dict[str, Camera]]] = {}
+    for subject, actions in (doc.get("clips") or {}).items():
+        out[subject] = {}
+        for action, cams in actions.items():
+            out[subject][action] = {
+                cam_id: _camera(cam_id, c, c, p, f"clips.{subject}.{action}.{cam_id}", scale)
+                for cam_id, c in cams.items()
+            }
+    return out
+
+
+def _intrinsics_dict(c: Camera) -> dict:
+    return {
+        "center": list(map(float, c.center)),
+        "focal_length": list(map(float, c.focal_length)),
+        "radial_distortion": list(map(float, c.radial_distortion)),
+        "tangential_distortion": list(map(float, c.tangential_distortion)),
+        "res_w": int(c.res_w),
+        "res_h": int(c.res_h),
+    }
+
+
+def _extrinsics_dict(c: Camera) -> dict:
+    return {
+        "orientation": list(map(float, c.orientation)),
+        "translation": list(map(float, np.asarray(c.translation) * 1000.0)),
+    }
+
+
+def save_cameras(
+    cameras: dict[str, dict[str, Camera]],
+    path: str | Path,
+    clips: dict[str, dict[str, dict[str, Camera]]] | None = None,
+) -> None:
+    """Write cameras in the format :func:`load_cameras` reads (translation in mm); ``clips``
+    (``{subject: {action: {camera_id: Camera}}}``) adds cameras placed per clip, read back by
+    :func:`load_clip_cameras`."""
     intr: dict[str, dict] = {}
     extr: dict[str, dict] = {}
     for subject, cams in cameras.items():
         extr[subject] = {}
         for cam_id, c in cams.items():
-            intr[cam_id] = {
-                "center": list(map(float, c.center)),
-                "focal_length": list(map(float, c.focal_length)),
-                "radial_distortion": list(map(float, c.radial_distortion)),
-                "tangential_distortion": list(map(float, c.tangential_distortion)),
-                "res_w": int(c.res_w),
-                "res_h": int(c.res_h),
-            }
-            extr[subject][cam_id] = {
-                "orientation": list(map(float, c.orientation)),
-                "translation": list(map(float, np.asarray(c.translation) * 1000.0)),
-            }
+            intr[cam_id] = _intrinsics_dict(c)
+            extr[subject][cam_id] = _extrinsics_dict(c)
     doc = {
         "format": CAMERAS_FORMAT,
         "units": {"translation": "mm"},
         "intrinsics": intr,
         "extrinsics": extr,
     }
+    if clips:
+        doc["clips"] = {
+            subject: {
+                action: {cid: _intrinsics_dict(c) | _extrinsics_dict(c) for cid, c in cams.items()}
+                for action, cams in actions.items()
+            }
+            for subject, actions in clips.items()
+        }
     from liftpose.utils.io import atomic_write_text
 
     atomic_write_text(path, json.dumps(doc, indent=1))

@@ -6,6 +6,8 @@ Examples::
     liftpose-data hdm05-sample --src ../shared/data/hdm05  # rebuild the packaged sample
     liftpose-data info --root .cache/liftpose/embedded/hdm05 --name hdm05 --keypoints det
     liftpose-data bandai-3dhp --src ../shared/data/bandai1/data --root data/bandai_3dhp
+    liftpose-data capture --src ../shared/data/bandai1/data --format bvh --root data/bandai \
+        --name bandai --person-height 400   # any mocap folder -> a lifting dataset
     liftpose-data render --root data/rendered --train 300 --val 100  # 2-D detector images
     liftpose-data detect --root .cache/liftpose/embedded/hdm05 --name hdm05 \
         --ckpt <heatmap run>/last.ckpt --source hrnet_w32_cam --every 5  # a detector as 2-D
@@ -45,6 +47,46 @@ def main(argv: list[str] | None = None) -> int:
     )
     b.add_argument("--clips", type=int, default=30, help="clips used (default: %(default)s)")
     b.add_argument("--seed", type=int, default=0, help="camera seed (default: %(default)s)")
+    c = sub.add_parser(
+        "capture",
+        help="film a folder of ASF/AMC or BVH motion capture into a dataset (VideoPose3D layout)",
+    )
+    c.add_argument("--src", required=True, help="folder of *.amc + *.asf or *.bvh files")
+    c.add_argument("--format", required=True, choices=["amc", "bvh"], help="file format")
+    c.add_argument("--root", required=True, help="output folder")
+    c.add_argument("--name", required=True, help="dataset name in the file names")
+    c.add_argument("--subjects", nargs="+", default=None, help="subjects to keep (default: all)")
+    c.add_argument(
+        "--pattern",
+        default=None,
+        help="regex on file stems with named groups subject (and action, take, fps); "
+        "default: HDM05/CMU names (amc), Bandai-Namco names (bvh)",
+    )
+    c.add_argument("--skeleton", default=None, choices=["hdm05", "cmu", "bandai"],
+                   help="joint map (default: cmu for amc, bandai for bvh)")  # fmt: skip
+    c.add_argument("--fps", type=float, default=50.0, help="dataset frame rate (default: 50)")
+    c.add_argument("--source-fps", type=float, default=120.0,
+                   help="AMC capture rate when the file name has none (default: 120)")  # fmt: skip
+    c.add_argument("--bvh-unit", type=float, default=0.01,
+                   help="metres per BVH unit (default: 0.01, centimetres)")  # fmt: skip
+    c.add_argument("--placement", choices=["clip", "subject"], default="clip",
+                   help="one camera rig per clip (default) or per subject")  # fmt: skip
+    c.add_argument("--person-height", type=float, default=None, metavar="PX",
+                   help="place the cameras so that a person's standing height spans PX pixels "
+                   "(default: fit the motion into the image)")  # fmt: skip
+    c.add_argument(
+        "--fit-quantile",
+        type=float,
+        default=100.0,
+        help="percentile of the motion's reach fitted into the image (default: 100)",
+    )
+    c.add_argument(
+        "--rig",
+        choices=["ring", "random"],
+        default="ring",
+        help="four Human3.6M cameras on a ring (default) or random cameras",
+    )
+    c.add_argument("--seed", type=int, default=0, help="camera and noise seed (default: 0)")
     r = sub.add_parser("render", help="render COCO-format detector images from the sample")
     r.add_argument("--root", default="data/rendered", help="output folder (default: %(default)s)")
     r.add_argument("--train", type=int, default=300, help="training images (default: %(default)s)")
@@ -108,6 +150,29 @@ def main(argv: list[str] | None = None) -> int:
                     f"{int(seq.valid.sum())} valid"
                 )
             print(f"wrote {out}")
+        elif args.cmd == "capture":
+            from liftpose.data.capture import CaptureConfig, RigConfig
+            from liftpose.data.capture_folder import capture_folder
+
+            rig = RigConfig(
+                placement=args.placement,
+                person_height_px=args.person_height,
+                fit_quantile=args.fit_quantile,
+                mode=args.rig,
+            )
+            summary = capture_folder(
+                args.src, args.format, args.root, args.name,
+                subjects=args.subjects, pattern=args.pattern, skeleton=args.skeleton,
+                fps=args.fps, source_fps=args.source_fps, bvh_unit=args.bvh_unit,
+                cfg=CaptureConfig(rig=rig, seed=args.seed),
+            )  # fmt: skip
+            h = summary["person_height_px"]
+            print(
+                f"wrote {args.name} to {args.root}: {summary['views']} views; people "
+                f"{h['median']:.0f} px tall (5-95 %: {h['p5']:.0f}-{h['p95']:.0f}); "
+                f"{summary['frames_with_joints_outside_image']} frames with joints outside "
+                "the image"
+            )
         elif args.cmd == "render":
             from liftpose.data.render import write_rendered_coco
 
@@ -143,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "info":
             from liftpose.data.h36m import (
                 dataset_cameras,
+                dataset_clip_cameras,
                 dataset_files,
                 load_sequences,
                 read_npz_dict,
@@ -158,7 +224,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(seqs)} sequences, {frames} frames, subjects {subjects}")
             print(f"action groups ({len(groups)}): {', '.join(groups)}")
             cams = dataset_cameras(args.root, args.name)
+            clip_cams = dataset_clip_cameras(args.root, args.name)
             for subject in subjects:
+                if subject in clip_cams:
+                    n = len(clip_cams[subject])
+                    sizes = sorted({f"{c.res_w}x{c.res_h}" for cs in clip_cams[subject].values()
+                                    for c in cs.values()})  # fmt: skip
+                    print(f"cameras of {subject}: placed per clip ({n} clips; {', '.join(sizes)})")
+                    continue
                 desc = ", ".join(f"{c.id} ({c.res_w}x{c.res_h})" for c in cams[subject].values())
                 print(f"cameras of {subject}: {desc}")
     except (DataError, ConfigError) as err:

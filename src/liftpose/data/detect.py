@@ -42,7 +42,14 @@ import numpy as np
 import torch
 
 from liftpose.data.camera import Camera
-from liftpose.data.h36m import action_group, dataset_cameras, dataset_files, read_npz_dict
+from liftpose.data.h36m import (
+    action_group,
+    dataset_cameras,
+    dataset_clip_cameras,
+    dataset_files,
+    read_npz_dict,
+    sequence_cameras,
+)
 from liftpose.data.render import box_from_keypoints, coco_keypoints_3d, render_frames
 from liftpose.data.skeleton import H36M17
 from liftpose.data.transforms2d import (
@@ -317,15 +324,18 @@ def exact_coco_pairs(
     subjects: Sequence[str],
     action_step: int = 3,
     frame_step: int = 5,
+    clip_cameras: dict[str, dict[str, dict[str, Camera]]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Projected COCO keypoints (the renderer's, :func:`coco_keypoints_3d`) and the exact
     Human3.6M 2-D of the same frames: ``(N, 17, 2)`` each, from every ``action_step``-th action
-    and ``frame_step``-th frame of ``subjects``, every camera."""
+    and ``frame_step``-th frame of ``subjects``, every camera (``clip_cameras``: those placed per
+    clip, :func:`liftpose.data.h36m.sequence_cameras`)."""
     coco, h36m = [], []
     for subject in subjects:
         for action in sorted(positions_3d[subject])[::action_step]:
             world = np.asarray(positions_3d[subject][action])[::frame_step]
-            for ci, cam in enumerate(cameras[subject].values()):
+            cams = sequence_cameras(cameras, clip_cameras or {}, subject, action)
+            for ci, cam in enumerate(cams):
                 joints = cam.world_to_camera(world)
                 coco.append(cam.project(np.stack([coco_keypoints_3d(j) for j in joints])))
                 h36m.append(np.asarray(gt_2d[subject][action][ci])[::frame_step])
@@ -351,17 +361,20 @@ def _detect(
     files = dataset_files(root, name, source)
     gt_2d, gt_meta = read_npz_dict(dataset_files(root, name, "gt")["2d"], "positions_2d")
     all_cams = dataset_cameras(root, name)
+    clip_cams = dataset_clip_cameras(root, name)
     # the COCO -> H36M map from the training subjects' exact 2-D
-    weights = fit_h36m_from_coco(*exact_coco_pairs(positions_3d, gt_2d, all_cams, train_subjects))
+    weights = fit_h36m_from_coco(
+        *exact_coco_pairs(positions_3d, gt_2d, all_cams, train_subjects, clip_cameras=clip_cams)
+    )
 
     model, info = load_detector(settings.ckpt, settings.device)
     every = int(settings.every)
     out: dict[str, dict[str, list[np.ndarray]]] = {}
     n_crops = 0
     for subject, names in selection.items():
-        cams: list[Camera] = list(all_cams[subject].values())
         out[subject] = {}
         for action in names:
+            cams: list[Camera] = sequence_cameras(all_cams, clip_cams, subject, action)
             world = np.asarray(positions_3d[subject][action], dtype=np.float64)
             f = len(world)
             idx = np.unique(np.r_[np.arange(0, f, every), f - 1])

@@ -7,7 +7,9 @@ Files under ``root`` for a dataset ``name`` (``h36m`` for Human3.6M):
 * ``data_2d_<name>_<source>.npz`` with ``positions_2d[subject][action] -> [cams x (T, J, 2)]``
   pixels and ``metadata``; ``source`` is e.g. ``cpn_ft_h36m_dbb``, ``gt``, ``det``;
 * ``cameras_<name>.json`` (:func:`liftpose.data.camera.load_cameras`); for ``h36m`` the
-  calibration shipped with the package is used when the file is absent.
+  calibration shipped with the package is used when the file is absent. A virtual capture whose
+  cameras were placed per clip keeps them in the file's ``clips`` entry
+  (:func:`liftpose.data.camera.load_clip_cameras`); they take precedence over the subject's.
 
 Each (subject, action, camera) becomes one :class:`Sequence` with camera-space, root-relative
 3-D (the root joint is kept, at zero) and normalised 2-D. Some Human3.6M videos have a few more
@@ -24,7 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from liftpose.data.camera import Camera, load_cameras, normalize_screen_coordinates, save_cameras
+from liftpose.data.camera import (
+    Camera,
+    load_cameras,
+    load_clip_cameras,
+    normalize_screen_coordinates,
+    save_cameras,
+)
 from liftpose.data.skeleton import H36M17, reduce_32_to_17
 from liftpose.errors import DataError
 from liftpose.utils.io import MARKER_KEY, atomic_path, check_overwrite, marker
@@ -145,6 +153,24 @@ def dataset_cameras(root: str | Path, name: str) -> dict[str, dict[str, Camera]]
     return load_cameras(None if name == "h36m" and not path.exists() else path)
 
 
+def dataset_clip_cameras(root: str | Path, name: str) -> dict[str, dict[str, dict[str, Camera]]]:
+    """The cameras placed per clip in ``cameras_<name>.json`` (``{}`` when none)."""
+    path = Path(root) / f"cameras_{name}.json"
+    return load_clip_cameras(path) if path.exists() else {}
+
+
+def sequence_cameras(
+    cams: dict[str, dict[str, Camera]],
+    clip_cams: dict[str, dict[str, dict[str, Camera]]],
+    subject: str,
+    action: str,
+) -> list[Camera]:
+    """The cameras of one (subject, action), in the order of its 2-D views: the clip's own when
+    the dataset placed cameras per clip, else the subject's (KeyError when neither exists)."""
+    clip = clip_cams.get(subject, {}).get(action)
+    return list((clip if clip is not None else cams[subject]).values())
+
+
 def load_sequences(
     root: str | Path,
     name: str,
@@ -162,6 +188,7 @@ def load_sequences(
     if not isinstance(joints, (int, np.integer)) or isinstance(joints, bool) or joints != 17:
         raise DataError(p2, "metadata.num_joints", f"expected 17, got {joints!r}")
     cams = dataset_cameras(root, name)
+    clip_cams = dataset_clip_cameras(root, name)
     cameras = None if cameras is None else [str(c) for c in cameras]
     actions = None if actions is None else [str(a) for a in actions]
     out: list[Sequence] = []
@@ -175,18 +202,18 @@ def load_sequences(
             raise DataError(
                 p2, f"positions_2d[{subject}]", f"unknown subject; the file has {sorted(pos2d)}"
             )
-        if subject not in cams:
+        if subject not in cams and subject not in clip_cams:
             raise DataError(pc, f"extrinsics.{subject}", "no cameras for this subject")
-        cam_list = list(cams[subject].values())
         if cameras is not None:
-            known = {c.id for c in cam_list} | {str(i) for i in range(len(cam_list))}
+            per_clip = [_camera_ids(cams, clip_cams, subject, a) for a in pos3d[subject]]
+            ids = {c for clip in per_clip for c in clip}
+            known = ids | {str(i) for i in range(max(map(len, per_clip), default=0))}
             unknown = sorted(set(cameras) - known)
             if unknown:
                 raise DataError(
                     pc,
                     f"extrinsics.{subject}",
-                    f"unknown cameras {unknown}; "
-                    f"{subject} has {[c.id for c in cam_list]} (or indices)",
+                    f"unknown cameras {unknown}; {subject} has {sorted(ids)} (or indices)",
                 )
         groups_seen |= {action_group(a) for a in pos3d[subject]}
         for action in sorted(pos3d[subject]):
@@ -218,6 +245,12 @@ def load_sequences(
                     f"positions_2d[{subject}][{action}]",
                     f"expected a list of camera views, got {type(views).__name__}",
                 )
+            try:
+                cam_list = sequence_cameras(cams, clip_cams, subject, action)
+            except KeyError:
+                raise DataError(
+                    pc, f"clips.{subject}.{action}", "no cameras for this clip"
+                ) from None
             if len(views) != len(cam_list):
                 raise DataError(
                     p2,
@@ -274,6 +307,13 @@ def load_sequences(
     return out
 
 
+def _camera_ids(cams, clip_cams, subject: str, action: str) -> list[str]:
+    try:
+        return [c.id for c in sequence_cameras(cams, clip_cams, subject, action)]
+    except KeyError:
+        return []
+
+
 def _normalise_2d(kp: np.ndarray, cam: Camera) -> np.ndarray:
     with np.errstate(over="ignore"):  # beyond float32: inf, reported by the caller's check
         return normalize_screen_coordinates(kp.astype(np.float64), cam.res_w, cam.res_h).astype(
@@ -323,11 +363,15 @@ def write_dataset(
     positions_3d: dict[str, dict[str, np.ndarray]],
     positions_2d: dict[str, dict[str, dict[str, list[np.ndarray]]]],
     cameras: dict[str, list[Camera]],
+    clip_cameras: dict[str, dict[str, list[Camera]]] | None = None,
+    metadata: dict | None = None,
 ) -> dict[str, Path]:
     """Write a dataset in the layout :func:`load_sequences` reads (each file atomically).
 
     Each file carries a liftpose marker; an existing file of the same name without one (a
     user's data) is never replaced: :class:`DataError` before anything is written.
+    ``clip_cameras[subject][action]`` are cameras placed per clip (the file's ``clips``);
+    ``metadata`` is added to the 2-D files' ``metadata`` entry.
     """
     root = Path(root)
     for path in [
@@ -341,6 +385,7 @@ def write_dataset(
         "layout_name": "h36m",
         "num_joints": 17,
         "keypoints_symmetry": [list(H36M17.left), list(H36M17.right)],
+        **(metadata or {}),
     }
     written = {}
     p3 = root / f"data_3d_{name}.npz"
@@ -362,7 +407,11 @@ def write_dataset(
             )
         written[source] = p2
     pc = root / f"cameras_{name}.json"
-    save_cameras({s: {c.id: c for c in cams} for s, cams in cameras.items()}, pc)
+    clips = {
+        s: {a: {c.id: c for c in cams} for a, cams in acts.items()}
+        for s, acts in (clip_cameras or {}).items()
+    }
+    save_cameras({s: {c.id: c for c in cams} for s, cams in cameras.items()}, pc, clips)
     written["cameras"] = pc
     return written
 
