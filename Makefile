@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 TABLES ?= *
 SCALE ?= smoke
 
-.PHONY: install install-mediapipe install-loggers train test lint format bench demo reproduce-tables clean help
+.PHONY: install install-mediapipe install-loggers train test lint format bench demo reproduce-tables ready-lifter clean help
 
 help:
 	@echo "make train   - install (into $(VENV)) and run the main job on the embedded data"
@@ -22,6 +22,7 @@ help:
 	@echo "make demo    - liftpose-infer on real photos and on a rendered clip -> demo/"
 	@echo "make reproduce-tables SCALE=smoke|cpu|full TABLES='<paper>/<table glob>'"
 	@echo "             - run the paper-table specs in experiments/ and render results/"
+	@echo "make ready-lifter - retrain the lifter shipped in src/liftpose/system/assets (~25 min, 1 core)"
 	@echo "make lint    - ruff"
 	@echo "make clean   - remove run outputs and caches"
 
@@ -68,6 +69,11 @@ demo: install
 # Extra Hydra overrides for every job go in ARGS, e.g. ARGS='-- data.root=/data/h36m'
 reproduce-tables: install
 	$(BIN)/liftpose-tables --scale $(SCALE) --tables '$(TABLES)' $(ARGS)
+
+# The ready lifter shipped with the package: train, test on held-out data, pack (ARGS: extra
+# training overrides after --, e.g. ARGS='-- trainer.max_epochs=1')
+ready-lifter: install
+	$(BIN)/python -m liftpose.ready_lifter $(ARGS)
 
 clean:
 	rm -rf logs outputs multirun .cache data/hdm05 demo .pytest_cache .ruff_cache .hypothesis

@@ -69,7 +69,7 @@ def test_random_rig_draws_cameras_and_pitch() -> None:
     target = np.array([0.0, 0.0, 0.9])
     for pitch, below in ((10.0, True), (-10.0, False)):
         r = RigConfig(mode="random", random_pitch=(pitch, pitch))
-        cam = _random_camera(0, target, 0.5, r, np.random.default_rng(0))
+        cam = _random_camera(0, target, 0.5, 1.7, r, np.random.default_rng(0))
         y = cam.project(cam.world_to_camera(target[None]))[0, 1]
         assert (y > cam.res_h / 2 + 20) == below  # looking up puts the person lower
         if not below:

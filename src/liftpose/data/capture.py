@@ -30,7 +30,8 @@ gives each subject one rig fitted to all its clips (the Human3.6M way: cameras p
 subject) gets ``random_views`` cameras drawn at random: an image size from
 ``random_resolutions``, a focal length of ``random_focal`` times the image's larger side, a
 uniform azimuth, a horizontal distance from ``random_distance`` (at least the motion's reach plus
-0.5 m, so the person never walks behind the camera), a height from ``random_height``, looking at
+0.5 m, so the person never walks behind the camera, and far enough for the person's stature plus
+0.3 m to fit in 90 % of the image's shorter side), a height from ``random_height``, looking at
 the target and then tilted by a pitch from ``random_pitch`` (degrees, positive up: the person
 sits off the image centre); no lens distortion. Ranges are ``[low, high]``, drawn uniformly.
 """
@@ -77,7 +78,7 @@ class RigConfig:
     random_views: int = 4
     random_height: tuple[float, float] = (0.3, 2.5)
     random_distance: tuple[float, float] = (2.5, 8.0)
-    random_pitch: tuple[float, float] = (-10.0, 10.0)
+    random_pitch: tuple[float, float] = (-5.0, 5.0)
     random_focal: tuple[float, float] = (0.6, 1.6)  # focal length / the image's larger side
     random_resolutions: tuple[tuple[int, int], ...] = (
         (1000, 1002), (1920, 1080), (1080, 1920), (1280, 960),
@@ -108,7 +109,16 @@ class RigConfig:
 
 @dataclass
 class DetectorNoise:
-    """Parameters of the simulated 2-D detector (pixels, frames, probabilities per frame)."""
+    """Parameters of the simulated 2-D detector (pixels, frames, probabilities per frame).
+
+    The last three fields (off by default) make the 2-D look like a real detector's mapped to
+    Human3.6M-17 (:func:`simulate_detector`): pixel sizes given for a person ``relative_to_px``
+    pixels tall and scaled with each sequence's person; a constant per-sequence offset of each
+    joint (``bias_px``, a detector's systematic disagreement with the mocap joint centres); and
+    the five joints no COCO detector has (Hip, Spine, Thorax, Neck/Nose, Head) moved a random
+    fraction in ``[0, coco_blend]`` of the way to their estimates from COCO-17 keypoints
+    (:func:`liftpose.data.render.h36m_from_coco_rules`).
+    """
 
     sigma_px: float = 3.0  # base per-joint noise
     limb_scale: float = 1.6  # extra factor for wrists and feet, which detectors miss most
@@ -118,6 +128,9 @@ class DetectorNoise:
     outlier_frames: int = 4  # how long an outlier lasts
     swap_rate: float = 0.002  # probability that a left/right swap starts in a frame
     swap_frames: int = 6  # how long a swap lasts
+    relative_to_px: float | None = None  # pixel sizes are for a person this tall (None: as is)
+    bias_px: float = 0.0  # std of a constant per-sequence offset of each joint
+    coco_blend: float = 0.0  # derived joints moved up to this fraction towards COCO rules
 
 
 @dataclass
@@ -157,7 +170,8 @@ def place_cameras(
     target = np.asarray(rig.target, dtype=np.float64)
     reach_all = np.linalg.norm(pts[:, :2] - target[:2], axis=1)
     if rig.mode == "random":
-        return [_random_camera(k, target, float(reach_all.max()), rig, rng)
+        tall = stature(motions) if height_m is None else height_m
+        return [_random_camera(k, target, float(reach_all.max()), tall, rig, rng)
                 for k in range(rig.random_views)]  # fmt: skip
     reach = float(np.percentile(reach_all, rig.fit_quantile))
     top = max(float(np.abs(pts[:, 2] - target[2]).max()), 0.5)
@@ -193,13 +207,21 @@ def place_cameras(
 
 
 def _random_camera(
-    k: int, target: np.ndarray, reach: float, rig: RigConfig, rng: np.random.Generator
+    k: int,
+    target: np.ndarray,
+    reach: float,
+    height_m: float,
+    rig: RigConfig,
+    rng: np.random.Generator,
 ) -> Camera:
-    """One camera of ``mode="random"`` (module docstring); ``id`` is ``"rand<k>"``."""
+    """One camera of ``mode="random"`` (module docstring); ``id`` is ``"rand<k>"``. ``reach``
+    (the motion's horizontal reach from the target) and ``height_m`` (the person's stature)
+    bound the distance from below."""
     w, h = (int(v) for v in rig.random_resolutions[rng.integers(len(rig.random_resolutions))])
     focal = rng.uniform(*rig.random_focal) * max(w, h)
     az = rng.uniform(0.0, 2 * np.pi)
-    dist = max(rng.uniform(*rig.random_distance), reach + 0.5)
+    fits = focal * (height_m + 0.3) / (0.9 * min(w, h))  # the person within 90 % of the image
+    dist = max(rng.uniform(*rig.random_distance), reach + 0.5, fits)
     pos = target + np.array([dist * np.cos(az), dist * np.sin(az), 0.0])
     pos[2] = rng.uniform(*rig.random_height)
     r = quat_to_matrix(look_at(pos, target))  # columns: camera x (right), y (down), z (forward)
@@ -239,24 +261,62 @@ def _spans(start: np.ndarray, length: int) -> np.ndarray:
     return (c - shifted) > 0
 
 
-def simulate_detector(gt: np.ndarray, cfg: DetectorNoise, rng: np.random.Generator) -> np.ndarray:
-    """Detector-like 2-D keypoints ``(T, J, 2)`` pixels from exact projections ``gt (T, J, 2)``."""
+def simulate_detector(
+    gt: np.ndarray,
+    cfg: DetectorNoise,
+    rng: np.random.Generator,
+    coco_px: np.ndarray | None = None,
+) -> np.ndarray:
+    """Detector-like 2-D keypoints ``(T, J, 2)`` pixels from exact projections ``gt (T, J, 2)``.
+
+    Args:
+        gt: exact Human3.6M-17 projections, pixels.
+        cfg: the noise (:class:`DetectorNoise`).
+        rng: the generator every draw comes from.
+        coco_px: ``(T, 17, 2)`` COCO-17 keypoints of the same frames, pixels; needed when
+            ``cfg.coco_blend > 0``.
+    """
     t, j, _ = gt.shape
-    scale = np.full(j, cfg.sigma_px)
+    size = 1.0
+    if cfg.relative_to_px is not None:
+        size = float(np.median(np.ptp(gt[..., 1], axis=1))) / cfg.relative_to_px
+    scale = np.full(j, cfg.sigma_px * size)
     scale[[3, 6, 13, 16]] *= cfg.limb_scale  # feet and wrists
-    det = gt + _smooth(rng.standard_normal((t, j, 2)), cfg.correlation_frames) * scale[:, None]
+    noise = _smooth(rng.standard_normal((t, j, 2)), cfg.correlation_frames) * scale[:, None]
     # outliers: a displacement held for a few frames
     start = rng.random((t, j)) < cfg.outlier_rate
     on = _spans(start, cfg.outlier_frames)
-    jump = rng.standard_normal((t, j, 2)) * cfg.outlier_px
+    jump = rng.standard_normal((t, j, 2)) * cfg.outlier_px * size
     jump = np.where(start[..., None], jump, 0.0)
     held = np.maximum.accumulate(np.where(start, np.arange(t)[:, None], 0), axis=0)
-    det = det + np.where(on[..., None], jump[held, np.arange(j)[None, :]], 0.0)
+    outliers = np.where(on[..., None], jump[held, np.arange(j)[None, :]], 0.0)
     # left/right swaps of the whole body for a few frames
     swap = _spans(rng.random(t) < cfg.swap_rate, cfg.swap_frames)
+    base = gt
+    if cfg.coco_blend > 0:
+        if coco_px is None:
+            raise ValueError("DetectorNoise.coco_blend > 0 needs the COCO keypoints (coco_px)")
+        from liftpose.data.render import H36M_DERIVED, h36m_from_coco_rules
+
+        alpha = rng.uniform(0.0, cfg.coco_blend)
+        base = np.array(gt, dtype=np.float64)
+        rules = h36m_from_coco_rules(coco_px)
+        base[:, H36M_DERIVED] += alpha * (rules[:, H36M_DERIVED] - base[:, H36M_DERIVED])
+    det = base + noise
+    det = det + outliers
+    if cfg.bias_px > 0:
+        det = det + rng.standard_normal((j, 2)) * cfg.bias_px * size
     perm = H36M17.flip_permutation
     det[swap] = det[swap][:, perm]
     return det
+
+
+def _coco_keypoints(world: np.ndarray) -> np.ndarray:
+    """COCO-17 keypoints ``(T, 17, 3)`` of Human3.6M-17 poses ``(T, 17, 3)`` (the renderer's
+    face model, :func:`liftpose.data.render.coco_keypoints_3d`)."""
+    from liftpose.data.render import coco_keypoints_3d
+
+    return np.stack([coco_keypoints_3d(p) for p in world])
 
 
 @dataclass
@@ -299,11 +359,13 @@ def film(collection: Collection, cfg: CaptureConfig | None = None) -> Filmed:
                 out.clip_cameras[subject][action] = place_cameras(
                     {action: world}, cfg.rig, rng, height_m
                 )
+            coco_3d = _coco_keypoints(world) if cfg.det.coco_blend > 0 else None
             gts, dets = [], []
             for cam in out.cameras_of(subject, action):
                 px = cam.project(cam.world_to_camera(world))
+                coco = None if coco_3d is None else cam.project(cam.world_to_camera(coco_3d))
                 gts.append(px.astype(np.float32))
-                dets.append(simulate_detector(px, cfg.det, rng).astype(np.float32))
+                dets.append(simulate_detector(px, cfg.det, rng, coco).astype(np.float32))
             out.positions_2d["gt"][subject][action] = gts
             out.positions_2d["det"][subject][action] = dets
     return out

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from liftpose.data.capture import CaptureConfig, DetectorNoise, RigConfig, capture
+from liftpose.data.capture import CaptureConfig, DetectorNoise, RigConfig, film
 from liftpose.data.h36m import dataset_files, write_dataset
-from liftpose.errors import DataError
+from liftpose.errors import ConfigError, DataError
 from liftpose.utils.io import atomic_write_text, has_marker
 
 SAMPLE_NAME = "hdm05_sample.npz"
@@ -61,11 +61,25 @@ def capture_config(cfg: dict | None) -> CaptureConfig:
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True)
     cfg = dict(cfg or {})
-    rig = RigConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in dict(cfg.get("rig") or {}).items()}
-    )
-    det = DetectorNoise(**dict(cfg.get("det") or {}))
+
+    def fields(group: str, cls: type) -> dict:
+        given = dict(cfg.get(group) or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ConfigError(
+                f"data.capture.{group}.{unknown[0]}: unknown key; known: {sorted(known)}"
+            )
+        return {k: _tuples(v) for k, v in given.items()}
+
+    rig = RigConfig(**fields("rig", RigConfig))
+    det = DetectorNoise(**fields("det", DetectorNoise))
     return CaptureConfig(rig=rig, det=det, seed=int(cfg.get("seed", 0)))
+
+
+def _tuples(v):
+    """Lists (from YAML) as tuples, nested ones too."""
+    return tuple(_tuples(x) for x in v) if isinstance(v, list | tuple) else v
 
 
 def ensure_embedded(root: str | Path, name: str = "hdm05", cfg: dict | None = None) -> Path:
@@ -77,9 +91,10 @@ def ensure_embedded(root: str | Path, name: str = "hdm05", cfg: dict | None = No
     """
     root = Path(root)
     cc = capture_config(cfg)
-    spec = json.dumps(
-        {"sample": sample_path().stat().st_size, "capture": dataclasses.asdict(cc)}, sort_keys=True
-    )
+    settings = dataclasses.asdict(cc)
+    if cc.rig.mode == "ring":  # the random-camera ranges do not change a ring's films
+        settings["rig"] = {k: v for k, v in settings["rig"].items() if not k.startswith("random_")}
+    spec = json.dumps({"sample": sample_path().stat().st_size, "capture": settings}, sort_keys=True)
     digest = hashlib.sha1(spec.encode()).hexdigest()[:16]
     stamp = root / f".{name}.build"
     files = [*dataset_files(root, name, "gt").values(), dataset_files(root, name, "det")["2d"]]
@@ -96,8 +111,8 @@ def ensure_embedded(root: str | Path, name: str = "hdm05", cfg: dict | None = No
         )
     print(f"liftpose: filming the embedded HDM05 sample into {root} (virtual capture)")
     collection = load_sample()
-    cameras, pos2d = capture(collection, cc)
-    write_dataset(root, name, collection, pos2d, cameras)
+    filmed = film(collection, cc)
+    write_dataset(root, name, collection, filmed.positions_2d, filmed.cameras, filmed.clip_cameras)
     atomic_write_text(stamp, digest)
     return root
 

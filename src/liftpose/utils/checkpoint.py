@@ -1,16 +1,30 @@
-"""liftpose checkpoints: reading them with clear errors, and paths stored so that they move.
+"""liftpose checkpoints: reading them with clear errors, paths stored so that they move, and
+slim copies for shipping a trained model.
 
 A liftpose checkpoint is a Lightning checkpoint with the resolved run config under
 ``liftpose_config``. Paths inside that config are stored relative to the run's ``paths``
 (``${paths.data_dir}/h36m``, ``${paths.cache_dir}``...): a run that rebuilds from the checkpoint
 with other ``paths`` (another machine, a moved project folder, ``liftpose-eval`` run elsewhere)
 finds the data where its own ``paths`` point, and any of them can be overridden.
+
+A Lightning checkpoint also carries what resuming needs (optimiser and scheduler states, loop
+and callback states); a shipped model needs only the weights and the config.
+:func:`pack_checkpoint` keeps ``state_dict``, ``liftpose_config``, the Lightning version, epoch
+and step, rewrites every absolute path left in the config that lies under the run's
+``paths.root_dir`` (or ``paths.shared_dir``) relative to it (``data/...``, ``.cache/liftpose``,
+``../shared/...``; a path elsewhere is replaced by its last component) and stores the hash of
+the result. The copy loads with :func:`load_run_checkpoint` and
+:func:`liftpose.system.lifting.load_lifter`; it cannot resume training.
+
+    python -m liftpose.utils.checkpoint logs/.../last.ckpt model.ckpt
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-from pathlib import Path
+import sys
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -18,14 +32,20 @@ from omegaconf import DictConfig, OmegaConf
 from liftpose.errors import DataError
 
 __all__ = [
+    "KEPT_KEYS",
     "TimedCheckpoint",
     "checkpoint_hash",
+    "pack_checkpoint",
     "read_checkpoint_file",
     "load_run_checkpoint",
     "load_weights",
     "portable_config",
+    "portable_paths",
     "relative_paths",
 ]
+
+#: The checkpoint entries a shipped model keeps (with ``liftpose_hash``, computed anew).
+KEPT_KEYS = ("state_dict", "liftpose_config", "pytorch-lightning_version", "epoch", "global_step")
 
 #: ``paths`` keys replaced by an interpolation in stored configs, most specific first; the run's
 #: own ``output_dir`` is kept as it is (it names the run that wrote the checkpoint).
@@ -187,6 +207,57 @@ def load_weights(module: Any, state_dict: dict, path: str | Path) -> None:
     module.load_state_dict(state_dict)
 
 
+def portable_paths(node: Any, roots: dict[str, str]) -> Any:
+    """``node`` (a config tree of dicts, lists and scalars) with absolute paths rewritten.
+
+    ``roots`` maps an absolute folder to its portable spelling (``{"/home/me/liftpose": "."}``):
+    a string equal to or below one of them is rewritten relative to it (the longest match
+    wins); any other absolute path becomes its last component.
+    """
+    if isinstance(node, dict):
+        return {k: portable_paths(v, roots) for k, v in node.items()}
+    if isinstance(node, list):
+        return [portable_paths(v, roots) for v in node]
+    if not isinstance(node, str) or not os.path.isabs(node):
+        return node
+    for base in sorted(roots, key=len, reverse=True):
+        if node == base or node.startswith(base.rstrip("/") + "/"):
+            rel = os.path.relpath(node, base)
+            return str(PurePosixPath(roots[base]) / rel) if rel != "." else roots[base]
+    return Path(node).name
+
+
+def pack_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Write the slim, portable copy of checkpoint ``src`` to ``dst`` (module docstring).
+
+    Returns:
+        ``dst``.
+
+    Raises:
+        DataError: ``src`` is missing, unreadable, not a liftpose checkpoint or damaged
+            (:func:`load_run_checkpoint`).
+    """
+    import torch
+
+    from liftpose.utils.io import atomic_path
+
+    src, dst = Path(src), Path(dst)
+    ckpt, _ = load_run_checkpoint(src)
+    cfg = ckpt["liftpose_config"]
+    paths = cfg.get("paths") or {}
+    roots = {}
+    for key, spelling in (("root_dir", "."), ("shared_dir", "../shared")):
+        if isinstance(paths.get(key), str) and os.path.isabs(paths[key]):
+            roots[paths[key]] = spelling
+    out = {k: ckpt[k] for k in KEPT_KEYS if k in ckpt}
+    out["state_dict"] = {k: v.detach().clone() for k, v in ckpt["state_dict"].items()}
+    out["liftpose_config"] = portable_paths(cfg, roots)
+    out["liftpose_hash"] = checkpoint_hash(out["state_dict"], out["liftpose_config"])
+    with atomic_path(dst) as tmp:
+        torch.save(out, tmp)
+    return dst
+
+
 def _model_checkpoint() -> type:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -225,3 +296,22 @@ class TimedCheckpoint(_model_checkpoint()):  # type: ignore[misc]
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         """Validation ends are the other checkpoint's."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m liftpose.utils.checkpoint", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap.add_argument("src", help="a liftpose checkpoint (e.g. <run>/checkpoints/last.ckpt)")
+    ap.add_argument("dst", help="where to write the slim copy")
+    args = ap.parse_args(argv)
+    try:
+        out = pack_checkpoint(args.src, args.dst)
+    except DataError as err:
+        print(f"liftpose: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
