@@ -176,11 +176,11 @@ def place_cameras(
     reach = float(np.percentile(reach_all, rig.fit_quantile))
     top = max(float(np.abs(pts[:, 2] - target[2]).max()), 0.5)
     if rig.person_height_px is not None and height_m is None:
-        height_m = stature(motions) if motions and pts.shape[-1] == 3 else None
+        height_m = stature(motions)
     cams = []
     for base, intr in zip(rig.azimuths, _intrinsics()):
         focal = float(np.max(intr.focal_length))
-        if rig.person_height_px is not None and height_m is not None:
+        if rig.person_height_px is not None:
             base_dist = max(focal * height_m / rig.person_height_px, float(reach_all.max()) + 0.5)
         else:
             half = min(intr.res_w, intr.res_h) * (0.5 - rig.margin)
