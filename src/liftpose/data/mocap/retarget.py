@@ -230,8 +230,8 @@ def set_bone_lengths(
         skeleton: parents listed before children.
 
     Returns:
-        (T, J, 3) float64; a joint that coincides with its parent is put straight above it
-        (+z).
+        (T, J, 3) float64; a joint that coincides with its parent is put along the input
+        frame's +z axis.
     """
     out = np.array(pos, dtype=np.float64)
     for (j, p), length in zip(skeleton.edges(), np.asarray(lengths, dtype=np.float64)):
