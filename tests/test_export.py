@@ -29,6 +29,9 @@ LIFTERS = {
                 "model.layers=1", "model.strides=[3,3]"],
     "videopose3d": ["experiment=videopose3d_cpu", "frames=9", "model.channels=32",
                     "model.filter_widths=[3,3]"],
+    # equal left and right bones at evaluation (the ready lifter's setting)
+    "videopose3d_symmetric": ["experiment=videopose3d_cpu", "frames=9", "model.channels=32",
+                              "model.filter_widths=[3,3]", "module.symmetric_bones=true"],
     "ampose": ["experiment=ampose_cpu", "model.embed_dim=32", "model.depth=1"],
     # a lifter trained with TMT takes 2 + k channels: the export feeds zero motion channels
     "poseformer_tmt": ["experiment=main_cpu", "module=tmt", "module.motion=va3", "frames=9",

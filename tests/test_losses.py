@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from liftpose.losses import CompositeLoss, temporal_consistency_loss, velocity_loss
+from liftpose.losses import (
+    CompositeLoss,
+    bone_length_loss,
+    temporal_consistency_loss,
+    velocity_loss,
+)
 
 
 def test_composite_loss_is_the_weighted_sum():
@@ -82,3 +87,22 @@ def test_frame_weighted_mpjpe():
     torch.testing.assert_close(got, (err * a[:, None]).mean())
     one = frame_weighted_mpjpe_loss(pred[:, :1], target[:, :1], profile="centre")
     torch.testing.assert_close(one, err[:, :1].mean())  # one frame: plain MPJPE
+
+
+def test_bone_length_loss_on_hand_values() -> None:
+    target = torch.zeros(1, 1, 3, 3)
+    target[..., 1, 0] = 1.0  # joint 1 one metre from the root along x
+    target[..., 2, 0] = 3.0  # joint 2 two metres further
+    pred = target.clone()
+    pred[..., 2, :] = torch.tensor([1.0, 1.0, 0.0])  # the second bone 1 m instead of 2 m
+    assert bone_length_loss(pred, target, parents=[-1, 0, 1]).item() == pytest.approx(0.5)
+    moved = target + torch.tensor([5.0, -2.0, 1.0])  # translating a pose keeps its bones
+    assert bone_length_loss(moved, target, parents=[-1, 0, 1]).item() == pytest.approx(0.0)
+    pose = torch.randn(2, 4, 17, 3, generator=torch.Generator().manual_seed(0))
+    assert bone_length_loss(pose * 1.1, pose).item() > 0  # Human3.6M-17 by default
+    total, parts = CompositeLoss({"mpjpe": {"weight": 1.0}, "bone_length": {"weight": 2.0}})(
+        pose * 1.1, pose
+    )
+    assert total.item() == pytest.approx(parts["mpjpe"].item() + 2 * parts["bone_length"].item())
+    with pytest.raises(ValueError, match="parents"):
+        bone_length_loss(torch.zeros(1, 1, 5, 3), torch.zeros(1, 1, 5, 3))

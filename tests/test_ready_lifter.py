@@ -125,3 +125,24 @@ def test_pack_checkpoint_is_slim_and_portable(tmp_path: Path) -> None:
     torch.save(out, tmp_path / "damaged.ckpt")
     with pytest.raises(DataError, match="hash"):
         pack_checkpoint(tmp_path / "damaged.ckpt", tmp_path / "again.ckpt")
+
+
+def test_symmetrise_bones_equal_twins_same_directions() -> None:
+    from liftpose.modules.lifting import symmetrise_bones
+
+    pose = torch.randn(3, 4, 17, 3, dtype=torch.float64)
+    out = symmetrise_bones(pose, H36M17.flip_permutation.tolist())
+    bones = H36M17.bone_lengths(out.numpy())
+    index = {c: e for e, (c, _) in enumerate(H36M17.edges())}
+    flip = H36M17.flip_permutation
+    for e, (c, p) in enumerate(H36M17.edges()):
+        twin = index[int(flip[c])]
+        np.testing.assert_allclose(bones[..., e], bones[..., twin], atol=1e-12)
+        d_in, d_out = pose[..., c, :] - pose[..., p, :], out[..., c, :] - out[..., p, :]
+        cos = torch.nn.functional.cosine_similarity(d_in, d_out, dim=-1)
+        torch.testing.assert_close(cos, torch.ones_like(cos))
+        if twin == e:  # a central bone keeps its length
+            np.testing.assert_allclose(bones[..., e], H36M17.bone_lengths(pose.numpy())[..., e])
+    torch.testing.assert_close(out[..., 0, :], pose[..., 0, :])
+    with pytest.raises(ValueError, match="Human3.6M"):
+        symmetrise_bones(torch.zeros(1, 5, 3), list(range(5)))

@@ -298,6 +298,14 @@ def test_eval_applies_and_records_data_stride_and_flip(trained, tmp_path):
     assert doc["metrics"]["test/mpjpe"] != pytest.approx(full["metrics"]["test/mpjpe"], rel=1e-6)
 
 
+def test_eval_may_make_left_and_right_bones_equal(trained, tmp_path):
+    _, cfg, record = eval_setup(
+        eval_cfg(trained, tmp_path, ["+override.module.symmetric_bones=true"])
+    )
+    assert cfg.module.symmetric_bones is True
+    assert record["override"] == {"module.symmetric_bones": True}
+
+
 # ------------------------------------------------------ 6. another dataset with one override
 def test_eval_on_a_dataset_folder_without_the_training_subjects(trained, tmp_path):
     folder = tmp_path / "captured"

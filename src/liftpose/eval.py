@@ -15,7 +15,8 @@ checkpoint's ``data.keypoints`` where the folder has it. The window length, join
 target come from the checkpoint.
 
 ``override`` is merged on top. It may change the data (``override.data.*``) and the test-time
-settings ``override.module.test_flip`` and ``override.module.zero_root_eval``. Anything that
+settings ``override.module.test_flip``, ``override.module.zero_root_eval`` and
+``override.module.symmetric_bones``. Anything that
 would change the network the checkpoint holds (``model.*``, ``frames``, ``data.receptive_field``,
 ``data.layout``, the module's target or losses) is refused, naming the key, before anything is
 written. ``metrics.json`` records the config that was evaluated and, under ``eval``, the
@@ -51,7 +52,7 @@ from liftpose.utils.config_check import check_config
 from liftpose.utils.run import CONF_DIR, instantiate_group
 
 #: ``override`` keys that evaluation may change (everything under ``data`` but these ...)
-EVAL_KEYS = ("data.", "module.test_flip", "module.zero_root_eval")
+EVAL_KEYS = ("data.", "module.test_flip", "module.zero_root_eval", "module.symmetric_bones")
 #: ... data keys that the network was built for.
 ARCHITECTURE_DATA_KEYS = ("data.receptive_field", "data.layout")
 #: Data keys a new dataset takes from the checkpoint.

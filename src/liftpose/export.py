@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from liftpose.errors import ConfigError, DataError
+from liftpose.modules.lifting import symmetrise_bones
 from liftpose.utils.io import atomic_path
 
 FORMATS = ("onnx", "torchscript")
@@ -41,6 +42,8 @@ class EvalLifter(nn.Module):
         self.zero_channels = 0 if steps == ("plain",) else int(module.input_channels) - 2
         self.test_flip = bool(module.hparams.test_flip)
         self.zero_root = bool(module.hparams.zero_root_eval)
+        self.symmetric = bool(module.hparams.get("symmetric_bones", False))
+        self.perm_list = [int(j) for j in module.flip_perm.tolist()]
         self.register_buffer("perm", module.flip_perm.clone().long())
 
     def _flip(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,6 +63,8 @@ class EvalLifter(nn.Module):
             pred = (pred + self._flip(self._lift(self._flip(x)))) / 2
         if self.zero_root:
             pred = torch.cat([torch.zeros_like(pred[..., :1, :]), pred[..., 1:, :]], dim=-2)
+        if self.symmetric:
+            pred = symmetrise_bones(pred, self.perm_list)
         return pred
 
 

@@ -99,6 +99,33 @@ def velocity_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return mpjpe_loss(pred.diff(dim=1), target.diff(dim=1))
 
 
+def bone_length_loss(
+    pred: torch.Tensor, target: torch.Tensor, parents: Sequence[int] | None = None
+) -> torch.Tensor:
+    """Mean absolute error of the bone lengths of ``(B, T, J, 3)`` poses (metres).
+
+    ``mean | |p_j - p_parent(j)| - |t_j - t_parent(j)| |`` over the bones, frames and batch. A
+    lifter that must guess depth learns bones of the right length, left like right, instead of
+    the shortened limbs a depth guess gives (tried for the ready lifter and not kept there:
+    ``conf/experiment/ready_lifter.yaml``). ``parents``: the tree, one parent index per joint
+    (-1 for the root); default Human3.6M-17 (or -16 for 16 joints). Raises ``ValueError`` for
+    another joint count without ``parents``, or ``parents`` of the wrong length.
+    """
+    if parents is None:
+        from liftpose.data.skeleton import H36M16, H36M17
+
+        parents = {17: H36M17.parents, 16: H36M16.parents}.get(pred.shape[-2])
+        if parents is None:
+            raise ValueError(f"bone_length: give parents for {pred.shape[-2]} joints")
+    if len(parents) != pred.shape[-2]:
+        raise ValueError(f"bone_length: {len(parents)} parents for {pred.shape[-2]} joints")
+    child = [j for j, p in enumerate(parents) if p >= 0]
+    parent = [p for p in parents if p >= 0]
+    bones_p = torch.linalg.vector_norm(pred[..., child, :] - pred[..., parent, :], dim=-1)
+    bones_t = torch.linalg.vector_norm(target[..., child, :] - target[..., parent, :], dim=-1)
+    return (bones_p - bones_t).abs().mean()
+
+
 def temporal_consistency_loss(
     pred: torch.Tensor, target: torch.Tensor, joint_weights: Sequence[float] | None = None
 ) -> torch.Tensor:
@@ -124,6 +151,7 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "n_mpjpe": n_mpjpe_loss,
     "velocity": velocity_loss,
     "temporal_consistency": temporal_consistency_loss,
+    "bone_length": bone_length_loss,
 }
 
 

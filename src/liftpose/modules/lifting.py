@@ -7,7 +7,9 @@ one); the loss is then ``sum_k output_weights[k] * loss(output_k, target)``, eac
 compared with the centre frame or the whole window of the target, whichever it predicts.
 Evaluation zeroes the predicted root joint (poses
 are root-relative; the root is scored and contributes zero error) and, with ``test_flip``,
-averages the prediction with the un-mirrored prediction of the mirrored input.
+averages the prediction with the un-mirrored prediction of the mirrored input; with
+``symmetric_bones`` it then gives each left bone and its right twin their mean length
+(:func:`symmetrise_bones`, from the zeroed root outwards).
 
 The test lifts whole sequences (:meth:`LiftingModule.predict_sequence`, also behind
 ``liftpose-infer``) the way each model is evaluated in its paper, without recomputing what
@@ -32,6 +34,40 @@ from liftpose.modules.base import RunModule
 from liftpose.utils.report import format_results_table, split_results
 
 
+def symmetrise_bones(pose: torch.Tensor, flip_permutation: list[int]) -> torch.Tensor:
+    """Give each left bone and its right twin their mean length, directions kept.
+
+    Args:
+        pose: ``(..., J, 3)`` Human3.6M-17 or -16 joints (any units).
+        flip_permutation: ``(J,)`` left/right joint permutation; a bone's twin is the bone of
+            the mirrored child joint (central bones are their own twins and keep their length).
+
+    Returns:
+        ``(..., J, 3)``: from the root outwards, each joint at its bone's new length from its
+        (already placed) parent, along the bone's direction; the root is unchanged.
+    """
+    from liftpose.data.skeleton import H36M16, H36M17
+
+    num_joints = int(pose.shape[-2])  # a plain int also while tracing for export
+    skel = {17: H36M17, 16: H36M16}.get(num_joints)
+    if skel is None or len(flip_permutation) != num_joints:
+        raise ValueError(
+            f"symmetric_bones needs Human3.6M-17 or -16 joints and their flip permutation, "
+            f"got {num_joints} joints and {len(flip_permutation)} entries"
+        )
+    edges = skel.edges()  # (child, parent), parents first
+    index = {child: e for e, (child, _) in enumerate(edges)}
+    twin = [index[flip_permutation[child]] for child, _ in edges]
+    vec = torch.stack([pose[..., c, :] - pose[..., p, :] for c, p in edges], dim=-2)
+    length = torch.linalg.vector_norm(vec, dim=-1, keepdim=True)
+    mean = (length + length[..., twin, :]) / 2
+    unit = vec / length.clamp_min(1e-9)
+    joints = [pose[..., 0, :]] + [None] * (num_joints - 1)
+    for e, (c, p) in enumerate(edges):
+        joints[c] = joints[p] + mean[..., e, :] * unit[..., e, :]
+    return torch.stack(joints, dim=-2)
+
+
 class LiftingModule(RunModule):
     """Supervised 2-D -> 3-D lifting.
 
@@ -51,6 +87,10 @@ class LiftingModule(RunModule):
             ``torch.compile`` (e.g. ``{mode: max-autotune, dynamic: false}``). Compilation
             happens at the first call of each input shape (seconds to minutes); the
             experiment configs enable it where ``make bench`` measured it faster.
+        symmetric_bones: at evaluation (metrics, ``liftpose-infer``), give every left bone and
+            its right twin their mean length, each bone keeping its direction
+            (:func:`symmetrise_bones`; Human3.6M-17/-16 joints). People's left and right limbs
+            are equally long; a lifter guessing depth from one photo need not make them so.
     """
 
     def __init__(
@@ -65,6 +105,7 @@ class LiftingModule(RunModule):
         flip_permutation: list[int] | None = None,
         output_weights: dict[str, float] | None = None,
         compile: bool | dict[str, Any] = False,
+        symmetric_bones: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "loss"], logger=False)
@@ -175,6 +216,8 @@ class LiftingModule(RunModule):
             pred = (pred + flip_pose(flipped, self.flip_perm)) / 2
         if self.hparams.zero_root_eval:
             pred = torch.cat([torch.zeros_like(pred[..., :1, :]), pred[..., 1:, :]], dim=-2)
+        if self.hparams.get("symmetric_bones", False):  # after the root is placed
+            pred = symmetrise_bones(pred, self.flip_perm.tolist())
         return pred
 
     @property
