@@ -22,7 +22,7 @@ help:
 	@echo "make demo    - liftpose-infer on real photos and on a rendered clip -> demo/"
 	@echo "make reproduce-tables SCALE=smoke|cpu|full TABLES='<paper>/<table glob>'"
 	@echo "             - run the paper-table specs in experiments/ and render results/"
-	@echo "make ready-lifter - retrain the lifter shipped in src/liftpose/system/assets (~25 min, 1 core)"
+	@echo "make ready-lifter - retrain the lifter shipped in src/liftpose/system/assets (~15 min CPU)"
 	@echo "make lint    - ruff"
 	@echo "make clean   - remove run outputs and caches"
 

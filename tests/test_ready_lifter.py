@@ -1,5 +1,5 @@
 """The ready lifter shipped in the package, and the pieces that build it: detector-like 2-D
-(COCO rules, person-relative noise) and slim, portable checkpoints."""
+(the COCO-17 map's derived joints, person-relative noise) and slim, portable checkpoints."""
 
 from __future__ import annotations
 
@@ -10,17 +10,23 @@ import numpy as np
 import pytest
 import torch
 
-import liftpose
 from liftpose.data.camera import normalize_screen_coordinates
-from liftpose.data.capture import DetectorNoise, RigConfig, place_cameras, simulate_detector
+from liftpose.data.capture import (
+    DERIVED_JOINTS,
+    DetectorNoise,
+    RigConfig,
+    place_cameras,
+    simulate_detector,
+)
 from liftpose.data.embedded import load_sample
-from liftpose.data.render import H36M_DERIVED, h36m_from_coco_rules
 from liftpose.data.skeleton import H36M17
 from liftpose.errors import DataError
+from liftpose.system.joints import to_h36m
+from liftpose.system.lifting import READY_LIFTER, lift_sequence, load_lifter
 from liftpose.utils.checkpoint import load_run_checkpoint, pack_checkpoint, portable_paths
 
-ASSETS = Path(liftpose.__file__).parent / "system" / "assets"
-CKPT = ASSETS / "ready_lifter.ckpt"
+ASSETS = READY_LIFTER.parent
+CKPT = READY_LIFTER
 
 
 def _absolute_strings(node) -> list[str]:
@@ -32,48 +38,36 @@ def _absolute_strings(node) -> list[str]:
 
 
 def test_ready_lifter_loads_and_lifts_plausibly() -> None:
-    from liftpose.infer import lift, load_module
-
     assert CKPT.is_file() and CKPT.stat().st_size < 5_000_000
     assert (ASSETS / "READY_LIFTER_LICENSE.md").read_text().count("CC BY-SA 3.0") >= 2
     metrics = json.loads((ASSETS / "ready_lifter_metrics.json").read_text())
     assert {"dg_random_cameras", "bandai_3dhp"} <= set(metrics["held_out"])
     raw = torch.load(CKPT, map_location="cpu", weights_only=False)
     assert "optimizer_states" not in raw and not _absolute_strings(raw["liftpose_config"])
-    module, cfg = load_module(CKPT)
+    _, cfg = load_run_checkpoint(CKPT)
     assert cfg.data.fps == 50 and cfg.data.train_subjects == ["bd", "bk"]
+    lifter = load_lifter(CKPT)
+    assert (lifter.frames, lifter.fps, lifter.window) == (27, 50.0, "centred")
+    assert cfg.module.symmetric_bones is True
     # held-out actor dg, a Human3.6M-like camera (none in training), detector-like 2-D
     world = load_sample()["dg"]["grabHighR 11"][:150].astype(np.float64)
     cam = place_cameras({"c": world}, RigConfig(), np.random.default_rng(1))[0]
     px = simulate_detector(cam.project(cam.world_to_camera(world)), DetectorNoise(),
                            np.random.default_rng(2))  # fmt: skip
-    pred = lift(module, cfg, normalize_screen_coordinates(px, cam.res_w, cam.res_h))
+    pred = lift_sequence(lifter, normalize_screen_coordinates(px, cam.res_w, cam.res_h))
     truth = cam.world_to_camera(world)
     truth -= truth[:, :1]
     assert pred.shape == world.shape and np.isfinite(pred).all()
     mpjpe = np.linalg.norm(pred - truth, axis=-1).mean()
     assert mpjpe < 0.12, mpjpe  # metres
-    bones = H36M17.bone_lengths(pred.astype(np.float64)).mean(axis=0)
+    bones = H36M17.bone_lengths(pred.astype(np.float64))
     for left, right in ((3, 0), (4, 1), (5, 2), (11, 14), (12, 15)):  # edges: hips, legs, arms
-        assert abs(bones[left] - bones[right]) < 0.15 * bones[right]
+        np.testing.assert_allclose(bones[:, left], bones[:, right], rtol=1e-5)  # symmetric_bones
+    ratio = bones.mean(axis=0) / H36M17.bone_lengths(truth).mean(axis=0)
+    limbs = [1, 2, 4, 5, 11, 12, 14, 15]  # edges: thighs, shins, upper arms, forearms
+    assert np.abs(ratio[limbs] - 1).max() < 0.25, ratio  # limbs of a person's size
+    assert 0.5 < ratio[0] < 1.1, ratio  # the pelvis comes out narrower (about 2/3), not absent
     assert (pred[:, 10, 1] < pred[:, 0, 1]).mean() > 0.95  # head above pelvis (y points down)
-
-
-def test_coco_rules_on_hand_values() -> None:
-    coco = np.zeros((17, 2))
-    coco[0] = [10, 0]  # nose
-    coco[1], coco[2] = [8, -2], [12, -2]  # eyes
-    coco[5], coco[6] = [4, 20], [16, 20]  # shoulders
-    coco[11], coco[12] = [6, 60], [14, 60]  # hips
-    coco[16] = [13, 100]  # right ankle
-    h = h36m_from_coco_rules(coco)
-    np.testing.assert_allclose(h[0], [10, 60])  # Hip: mean of the hips
-    np.testing.assert_allclose(h[8], [10, 20])  # Thorax: mean of the shoulders
-    np.testing.assert_allclose(h[7], [10, 40])  # Spine: their midpoint
-    np.testing.assert_allclose(h[9], [10, 0])  # Neck/Nose: the nose
-    np.testing.assert_allclose(h[10], [10, -2])  # Head: mean of the eyes
-    np.testing.assert_allclose(h[[1, 3, 11]], [[14, 60], [13, 100], [4, 20]])  # RHip, RFoot, LSho
-    assert H36M_DERIVED == (0, 7, 8, 9, 10)
 
 
 def test_detector_noise_scales_with_the_person_and_blends_derived_joints() -> None:
@@ -86,14 +80,16 @@ def test_detector_noise_scales_with_the_person_and_blends_derived_joints() -> No
     e_big = simulate_detector(big, cfg, np.random.default_rng(1)) - big
     ratio = np.abs(e_big).mean() / np.abs(e_small).mean()
     assert ratio == pytest.approx(4.0, rel=0.05)
-    # coco_blend: only the five derived joints move towards the rules
+    # coco_blend: only the five derived joints move, towards liftpose-infer's COCO-17 map
     coco = rng.normal(size=(200, 17, 2)) * 50
     quiet = DetectorNoise(sigma_px=0.0, outlier_rate=0.0, swap_rate=0.0, coco_blend=1.0)
     out = simulate_detector(gt, quiet, np.random.default_rng(3), coco)
-    limbs = [j for j in range(17) if j not in H36M_DERIVED]
+    derived = list(DERIVED_JOINTS)
+    assert derived == [0, 7, 8, 9, 10]  # Hip, Spine, Thorax, Neck/Nose, Head
+    limbs = [j for j in range(17) if j not in derived]
     np.testing.assert_allclose(out[:, limbs], gt[:, limbs])
-    rules = h36m_from_coco_rules(coco)
-    step = (out - gt)[:, H36M_DERIVED] / (rules - gt)[:, H36M_DERIVED]
+    mapped = to_h36m(coco, None, "coco17")[0]
+    step = (out - gt)[:, derived] / (mapped - gt)[:, derived]
     assert np.allclose(step, step.flat[0]) and 0 < step.flat[0] < 1  # one fraction alpha
     with pytest.raises(ValueError, match="coco_px"):
         simulate_detector(gt, quiet, np.random.default_rng(3))

@@ -57,6 +57,8 @@ Collection = dict[str, dict[str, np.ndarray]]
 PLACEMENTS = ("subject", "clip")
 RIG_MODES = ("ring", "random")
 _HEAD, _RFOOT, _LFOOT = 10, 3, 6
+#: The Human3.6M joints no COCO keypoint is: Hip, Spine, Thorax, Neck/Nose, Head.
+DERIVED_JOINTS: tuple[int, ...] = (0, 7, 8, 9, 10)
 
 
 @dataclass
@@ -116,8 +118,10 @@ class DetectorNoise:
     pixels tall and scaled with each sequence's person; a constant per-sequence offset of each
     joint (``bias_px``, a detector's systematic disagreement with the mocap joint centres); and
     the five joints no COCO detector has (Hip, Spine, Thorax, Neck/Nose, Head) moved a random
-    fraction in ``[0, coco_blend]`` of the way to their estimates from COCO-17 keypoints
-    (:func:`liftpose.data.render.h36m_from_coco_rules`).
+    fraction in ``[0, coco_blend]`` of the way to where the COCO-17 map of ``liftpose-infer``
+    puts them (:data:`liftpose.system.joints.COCO17`: mean of the hips, mean of the shoulders,
+    their midpoint, the nose, the mean of the eyes), which differs from the mocap joints
+    (:mod:`liftpose.data.mocap.retarget`): a lifter trained so learns to depend on neither.
     """
 
     sigma_px: float = 3.0  # base per-joint noise
@@ -296,12 +300,13 @@ def simulate_detector(
     if cfg.coco_blend > 0:
         if coco_px is None:
             raise ValueError("DetectorNoise.coco_blend > 0 needs the COCO keypoints (coco_px)")
-        from liftpose.data.render import H36M_DERIVED, h36m_from_coco_rules
+        from liftpose.system.joints import to_h36m
 
         alpha = rng.uniform(0.0, cfg.coco_blend)
         base = np.array(gt, dtype=np.float64)
-        rules = h36m_from_coco_rules(coco_px)
-        base[:, H36M_DERIVED] += alpha * (rules[:, H36M_DERIVED] - base[:, H36M_DERIVED])
+        mapped = to_h36m(coco_px, None, "coco17")[0]
+        d = list(DERIVED_JOINTS)
+        base[:, d] += alpha * (mapped[:, d] - base[:, d])
     det = base + noise
     det = det + outliers
     if cfg.bias_px > 0:

@@ -77,31 +77,6 @@ from liftpose.utils.io import current_umask
 #: Index of the H36M joint per COCO keypoint, -1 for the synthesised face points.
 COCO_H36M_INDEX: tuple[int, ...] = (-1, -1, -1, -1, -1, *COCO_FROM_H36M)
 
-#: The Human3.6M joints no COCO keypoint is: Hip, Spine, Thorax, Neck/Nose, Head.
-H36M_DERIVED: tuple[int, ...] = (0, 7, 8, 9, 10)
-
-
-def h36m_from_coco_rules(coco: np.ndarray) -> np.ndarray:
-    """Human3.6M-17 from COCO-17 keypoints ``(..., 17, C)`` by the usual fixed rules.
-
-    The 12 limb joints are the COCO keypoints (:data:`COCO_FROM_H36M`); Hip is the mean of the
-    hips, Thorax the mean of the shoulders, Spine the midpoint of Hip and Thorax, Neck/Nose the
-    nose and Head the mean of the eyes. These rules differ from this package's mocap joints
-    (Spine sits at 22 % of Hip -> Thorax, Thorax at the base of the neck, Neck/Nose on the neck
-    axis, Head at the top of the head: :mod:`liftpose.data.mocap.retarget`); the simulated
-    detector (:class:`liftpose.data.capture.DetectorNoise`) blends towards them so that a
-    lifter learns not to depend on either.
-    """
-    c = np.asarray(coco, dtype=np.float64)
-    out = np.zeros_like(c)
-    out[..., list(COCO_FROM_H36M), :] = c[..., 5:, :]
-    out[..., 0, :] = 0.5 * (c[..., 11, :] + c[..., 12, :])
-    out[..., 8, :] = 0.5 * (c[..., 5, :] + c[..., 6, :])
-    out[..., 7, :] = 0.5 * (out[..., 0, :] + out[..., 8, :])
-    out[..., 9, :] = c[..., 0, :]
-    out[..., 10, :] = 0.5 * (c[..., 1, :] + c[..., 2, :])
-    return out
-
 
 CATEGORY = {
     "id": 1,
