@@ -44,6 +44,7 @@ def test_ready_lifter_loads_and_lifts_plausibly() -> None:
     assert {"dg_random_cameras", "bandai_3dhp"} <= set(metrics["held_out"])
     raw = torch.load(CKPT, map_location="cpu", weights_only=False)
     assert "optimizer_states" not in raw and not _absolute_strings(raw["liftpose_config"])
+    assert "liftpose_hash" in raw  # checked by load_run_checkpoint below
     _, cfg = load_run_checkpoint(CKPT)
     assert cfg.data.fps == 50 and cfg.data.train_subjects == ["bd", "bk"]
     lifter = load_lifter(CKPT)
