@@ -122,6 +122,12 @@ def test_pack_checkpoint_is_slim_and_portable(tmp_path: Path) -> None:
     torch.save(out, tmp_path / "damaged.ckpt")
     with pytest.raises(DataError, match="hash"):
         pack_checkpoint(tmp_path / "damaged.ckpt", tmp_path / "again.ckpt")
+    assert pack_checkpoint(src, slim) == slim  # its own earlier output may be replaced
+    notes = tmp_path / "notes.txt"  # a file liftpose did not write is never replaced
+    notes.write_text("mine")
+    with pytest.raises(DataError, match="not replaced"):
+        pack_checkpoint(src, notes)
+    assert notes.read_text() == "mine"
 
 
 def test_symmetrise_bones_equal_twins_same_directions() -> None:

@@ -235,7 +235,8 @@ def pack_checkpoint(src: str | Path, dst: str | Path) -> Path:
 
     Raises:
         DataError: ``src`` is missing, unreadable, not a liftpose checkpoint or damaged
-            (:func:`load_run_checkpoint`).
+            (:func:`load_run_checkpoint`); ``dst`` exists and is not a liftpose checkpoint
+            (liftpose replaces only files it wrote).
     """
     import torch
 
@@ -243,6 +244,13 @@ def pack_checkpoint(src: str | Path, dst: str | Path) -> Path:
 
     src, dst = Path(src), Path(dst)
     ckpt, _ = load_run_checkpoint(src)
+    if dst.exists():
+        try:
+            load_run_checkpoint(dst)
+        except DataError:
+            raise DataError(
+                dst, "dst", "exists and is not a liftpose checkpoint: not replaced"
+            ) from None
     cfg = ckpt["liftpose_config"]
     paths = cfg.get("paths") or {}
     roots = {}
