@@ -291,3 +291,21 @@ def test_output_folder_rules(tmp_path):
         o.path("poses.json").write_text("half")
         raise RuntimeError("interrupted")
     assert not new.exists()
+
+
+def test_plausibility_checks_limb_proportions_not_only_symmetry():
+    from liftpose.data.embedded import load_sample
+    from liftpose.system.checks import plausibility
+
+    world = load_sample()["dg"]["grabHighR 11"][0].astype(np.float64)
+    pose = world[:, [0, 2, 1]] * [1, -1, 1]  # z up -> y down (camera-like)
+    ok = plausibility(pose, upright=True)
+    assert ok["ok"], ok
+    short = pose.copy()  # both forearms at 40 %: symmetric, still implausible
+    for elbow, wrist in ((12, 13), (15, 16)):
+        short[wrist] = pose[elbow] + 0.4 * (pose[wrist] - pose[elbow])
+    bad = plausibility(short, upright=True)
+    assert bad["forearm"] == pytest.approx(ok["forearm"]) and not bad["ok"]
+    assert bad["forearm / trunk"] == pytest.approx(0.4 * ok["forearm / trunk"], rel=0.05)
+    flipped = pose * [1, -1, 1]  # head below the pelvis
+    assert plausibility(flipped, upright=True)["head_above_pelvis"] is False

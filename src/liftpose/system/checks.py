@@ -6,7 +6,10 @@
   its keypoints.
 * :func:`plausibility`: a 3-D pose ``(17, 3)`` (camera frame, metres) passes when every
   left/right limb pair (upper arm, forearm, thigh, shin) differs by at most ``tolerance`` of
-  the longer one and, for an upright person, the head is above the pelvis. A person is upright
+  the longer one, every limb bone's length relative to the trunk (pelvis to thorax) is within a
+  factor ``proportion_factor`` of the usual human proportion (:data:`LIMB_TO_TRUNK`; limbs
+  foreshortened or stretched by a wrong depth fail this even when left and right agree) and,
+  for an upright person, the head is above the pelvis. A person is upright
   when, in the photo, the shoulders' midpoint is above the hips' midpoint and the trunk leans
   less than ``max_lean`` degrees from the image vertical.
 """
@@ -26,6 +29,18 @@ LIMB_PAIRS: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "shin": ((6, 5), (3, 2)),
 }
 HEAD, PELVIS = H36M17_LAYOUT.index("Head"), H36M17_LAYOUT.index("Hip")
+THORAX = H36M17_LAYOUT.index("Thorax")
+
+#: limb length over trunk length (hip joint centre to shoulder height): the segment lengths of
+#: Drillis and Contini as tabulated in D. A. Winter, Biomechanics and Motor Control of Human
+#: Movement (thigh 0.245 H, leg 0.246 H, upper arm 0.186 H, forearm 0.146 H; shoulder height
+#: 0.818 H, hip height 0.530 H, so the trunk is 0.288 H)
+LIMB_TO_TRUNK: dict[str, float] = {
+    "upper arm": 0.186 / 0.288,
+    "forearm": 0.146 / 0.288,
+    "thigh": 0.245 / 0.288,
+    "shin": 0.246 / 0.288,
+}
 
 
 def coco_results(image_id: int, people: list[Person], layout: str) -> list[dict]:
@@ -55,18 +70,24 @@ def is_upright(pose_2d: np.ndarray, max_lean: float = 30.0) -> bool:
 
 
 def plausibility(
-    pose_3d: np.ndarray, upright: bool, tolerance: float = 0.15
+    pose_3d: np.ndarray, upright: bool, tolerance: float = 0.15, proportion_factor: float = 1.5
 ) -> dict[str, float | bool]:
     """The checks of the module docstring on ``pose_3d (17, 3)`` (camera frame, y down):
-    ``{<limb>: relative difference, ..., "head_above_pelvis": bool or None, "ok": bool}``."""
+    ``{<limb>: relative left/right difference, "<limb> / trunk": each side's ratio to the usual
+    one (the one furthest from 1), ..., "head_above_pelvis": bool or None, "ok": bool}``."""
     res: dict = {}
     ok = True
+    trunk = max(float(np.linalg.norm(pose_3d[THORAX] - pose_3d[PELVIS])), 1e-9)
     for name, ((a, b), (c, d)) in LIMB_PAIRS.items():
         left = float(np.linalg.norm(pose_3d[a] - pose_3d[b]))
         right = float(np.linalg.norm(pose_3d[c] - pose_3d[d]))
         diff = abs(left - right) / max(left, right, 1e-9)
         res[name] = diff
         ok &= diff <= tolerance
+        ratios = [length / trunk / LIMB_TO_TRUNK[name] for length in (left, right)]
+        worst = max(ratios, key=lambda r: abs(np.log(max(r, 1e-9))))
+        res[f"{name} / trunk"] = worst
+        ok &= 1 / proportion_factor <= worst <= proportion_factor
     head_up = bool(pose_3d[HEAD, 1] < pose_3d[PELVIS, 1]) if upright else None
     res["head_above_pelvis"] = head_up
     res["ok"] = bool(ok and head_up is not False)
