@@ -305,7 +305,8 @@ def test_plausibility_checks_limb_proportions_not_only_symmetry():
     for elbow, wrist in ((12, 13), (15, 16)):
         short[wrist] = pose[elbow] + 0.4 * (pose[wrist] - pose[elbow])
     bad = plausibility(short, upright=True)
-    assert bad["forearm"] == pytest.approx(ok["forearm"]) and not bad["ok"]
+    assert bad["forearm"] == pytest.approx(ok["forearm"]) and bad["twins_ok"]
+    assert not bad["proportions_ok"] and not bad["ok"]
     assert bad["forearm / trunk"] == pytest.approx(0.4 * ok["forearm / trunk"], rel=0.05)
     flipped = pose * [1, -1, 1]  # head below the pelvis
     assert plausibility(flipped, upright=True)["head_above_pelvis"] is False

@@ -76,19 +76,20 @@ def plausibility(
     ``{<limb>: relative left/right difference, "<limb> / trunk": each side's ratio to the usual
     one (the one furthest from 1), ..., "head_above_pelvis": bool or None, "ok": bool}``."""
     res: dict = {}
-    ok = True
+    twins_ok = proportions_ok = True
     trunk = max(float(np.linalg.norm(pose_3d[THORAX] - pose_3d[PELVIS])), 1e-9)
     for name, ((a, b), (c, d)) in LIMB_PAIRS.items():
         left = float(np.linalg.norm(pose_3d[a] - pose_3d[b]))
         right = float(np.linalg.norm(pose_3d[c] - pose_3d[d]))
         diff = abs(left - right) / max(left, right, 1e-9)
         res[name] = diff
-        ok &= diff <= tolerance
+        twins_ok &= diff <= tolerance
         ratios = [length / trunk / LIMB_TO_TRUNK[name] for length in (left, right)]
         worst = max(ratios, key=lambda r: abs(np.log(max(r, 1e-9))))
         res[f"{name} / trunk"] = worst
-        ok &= 1 / proportion_factor <= worst <= proportion_factor
+        proportions_ok &= 1 / proportion_factor <= worst <= proportion_factor
     head_up = bool(pose_3d[HEAD, 1] < pose_3d[PELVIS, 1]) if upright else None
     res["head_above_pelvis"] = head_up
-    res["ok"] = bool(ok and head_up is not False)
+    res["twins_ok"], res["proportions_ok"] = bool(twins_ok), bool(proportions_ok)
+    res["ok"] = bool(twins_ok and proportions_ok and head_up is not False)
     return res
