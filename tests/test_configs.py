@@ -16,8 +16,12 @@ from liftpose.utils.run import CONF_DIR, instantiate_callbacks, instantiate_grou
 
 #: data options that give images (2-D detector training) rather than keypoint windows
 IMAGE_DATA = {("data", "coco"), ("data", "rendered")}
-#: options that need a particular lifter: the refinement stage needs one with model.refine
-NEEDS_LIFTER = {("module", "refine"): ["experiment=strided_cpu"]}
+#: options that need a particular lifter: the refinement stage needs one with model.refine, the
+#: image-conditioned lifting scheme its model and image crops
+NEEDS_LIFTER = {
+    ("module", "refine"): ["experiment=strided_cpu"],
+    ("module", "image_lifting"): ["~experiment", "model=lifting_by_image", "data=embedded_images"],
+}
 
 GROUPS = ["data", "model", "module", "trainer", "logger", "callbacks", "debug", "experiment"]
 

@@ -48,7 +48,7 @@ def test_there_are_specs():
 def test_every_spec_row_composes_and_builds(spec, scale):
     """Each row's overrides compose at every scale and its model builds."""
     hashes = set()
-    for row in spec.rows:
+    for row in spec.runnable_rows:
         cfg = compose_job(spec.job_overrides(row, scale, spec.scales[scale].seeds[0]))
         check_config(cfg)  # types and ranges, as liftpose-train checks them
         with torch.device("meta"):  # builds the model without allocating its weights
@@ -56,7 +56,7 @@ def test_every_spec_row_composes_and_builds(spec, scale):
         assert sum(p.numel() for p in model.parameters()) > 0
         hashes.add(config_hash(cfg))
     if spec.needs_runs and scale != "smoke":  # smoke may shrink rows to the same model
-        assert len(hashes) == len(spec.rows), "two rows of a table run the same config"
+        assert len(hashes) == len(spec.runnable_rows), "two rows of a table run the same config"
 
 
 def write_spec(root: Path, doc: dict, name: str = "t/tiny.yaml") -> Path:
@@ -142,6 +142,22 @@ Scale **smoke**{f" ({desc})" if desc else ""}; seeds 0, 1; spec `experiments/t/t
 Runs at commit `abc`.
 """
     assert md == expected
+
+
+def test_reference_rows_are_rendered_and_never_run(tmp_path):
+    doc = json.loads(json.dumps(SPEC))
+    doc["rows"].append(
+        {"name": "c", "labels": {"Method": "C"}, "reference": True, "paper": {"test/mpjpe": 45.0}}
+    )
+    spec = load_spec(write_spec(tmp_path / "exp", doc), tmp_path / "exp")
+    assert [r.name for r in spec.runnable_rows] == ["a", "b"]
+    jobs = plan(spec, "smoke", tmp_path / "results", [])
+    assert {j.row.name for j in jobs} == {"a", "b"}
+    md = render_markdown(spec, collect(spec, "smoke", jobs), "smoke")
+    assert "| C | 45.0 | – | – | – | – | – | smoke | paper only |" in md
+    doc["rows"][2]["reference"] = "yes"
+    with pytest.raises(DataError, match=r"rows\[2\].reference"):
+        load_spec(write_spec(tmp_path / "exp", doc), tmp_path / "exp")
 
 
 def test_identical_run_of_another_table_is_reused(tmp_path):

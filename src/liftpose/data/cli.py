@@ -11,6 +11,7 @@ Examples::
     liftpose-data render --root data/rendered --train 300 --val 100  # 2-D detector images
     liftpose-data detect --root .cache/liftpose/embedded/hdm05 --name hdm05 \
         --ckpt <heatmap run>/last.ckpt --source hrnet_w32_cam --every 5  # a detector as 2-D
+    liftpose-data crops --root /data/h36m --keypoints cpn_ft_h36m_dbb  # Human3.6M video crops
 """
 
 from __future__ import annotations
@@ -114,6 +115,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     d.add_argument("--subjects", nargs="+", default=None, help="default: all in the 3-D file")
     d.add_argument("--actions", nargs="+", default=None, help="action groups (default: all)")
+    c = sub.add_parser(
+        "crops",
+        help="cache person crops with their 2-D and 3-D (image lifting; data=h36m_images reads "
+        "the same cache): from <root>/<subject>/Videos/<action>.<camera>.mp4 or rendered",
+    )
+    c.add_argument("--root", required=True, help="folder of the VideoPose3D-layout files")
+    c.add_argument("--name", default="h36m", help="dataset name (default: %(default)s)")
+    c.add_argument(
+        "--keypoints", default="cpn_ft_h36m_dbb", help="2-D source (default: %(default)s)"
+    )
+    c.add_argument("--source", default="video", choices=["video", "render"])
+    c.add_argument(
+        "--video-root", default=None, help="folder of <subject>/Videos (default: --root)"
+    )
+    c.add_argument("--train-subjects", nargs="+", default=["S1", "S5", "S6", "S7", "S8"])
+    c.add_argument("--test-subjects", nargs="+", default=["S9", "S11"])
+    c.add_argument("--actions", nargs="+", default=None, help="action groups (default: all)")
+    c.add_argument("--cameras", nargs="+", default=None, help="camera ids (default: all)")
+    c.add_argument("--size", type=int, nargs=2, default=[256, 192], metavar=("H", "W"))
+    c.add_argument("--train-every", type=int, default=10, help="frame step (default: 10, 5 fps)")
+    c.add_argument("--test-every", type=int, default=10, help="frame step (default: 10)")
+    c.add_argument("--stagger", action="store_true", help="staggered frame offsets per camera")
+    c.add_argument("--cache-dir", default=".cache/liftpose", help="default: %(default)s")
     i = sub.add_parser("info", help="summarise a dataset in the VideoPose3D layout")
     i.add_argument("--root", required=True, help="folder holding the data_*.npz files")
     i.add_argument(
@@ -205,6 +229,29 @@ def main(argv: list[str] | None = None) -> int:
                 args.actions,
             )
             print(f"wrote {out}")
+        elif args.cmd == "crops":
+            from liftpose.data.image_lifting import ImageLiftingDataModule
+
+            dm = ImageLiftingDataModule(
+                str(Path(args.root).resolve()),
+                name=args.name,
+                keypoints=args.keypoints,
+                train_subjects=args.train_subjects,
+                test_subjects=args.test_subjects,
+                actions=args.actions,
+                cameras=args.cameras,
+                source=args.source,
+                video_root=args.video_root,
+                image_size=args.size,
+                train_every=args.train_every,
+                test_every=args.test_every,
+                stagger=args.stagger,
+                cache_dir=args.cache_dir,
+            )
+            dm.prepare_data()
+            dm.setup()
+            n = {k: len(v) for k, v in dm.splits.items()}
+            print(f"{n['train']} training and {n['test']} test crops in {dm.cache_path}")
         elif args.cmd == "info":
             from liftpose.data.h36m import (
                 dataset_cameras,

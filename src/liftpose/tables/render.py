@@ -24,6 +24,8 @@ class RowResult:
 
     @property
     def status(self) -> str:
+        if self.row.reference:
+            return "paper only"
         if self.failed:
             return "failed"
         if not self.seeds_done:

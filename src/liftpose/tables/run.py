@@ -206,7 +206,7 @@ def plan(spec: TableSpec, scale: str, results: Path, extra: list[str]) -> list[J
         return refs[m.group(0)]
 
     for seed in spec.scales[scale].seeds:
-        for row in spec.rows:
+        for row in spec.runnable_rows:
             ov = [CKPT_REF.sub(checkpoint, o) for o in spec.job_overrides(row, scale, seed, extra)]
             try:
                 h = config_hash(compose_job(ov))
@@ -337,6 +337,9 @@ def collect(spec: TableSpec, scale: str, jobs: list[Job]) -> list[RowResult]:
     """Read the finished runs of each row (and note the failed ones)."""
     out = []
     for row in spec.rows:
+        if row.reference:  # the paper's numbers only
+            out.append(RowResult(row=row))
+            continue
         res = RowResult(row=row, seeds_planned=list(spec.scales[scale].seeds))
         for job in (j for j in jobs if j.row is row):
             if job.done:

@@ -16,6 +16,10 @@ A spec is the whole recipe of one table of one paper::
         overrides: [frames=81]
         paper: {test/mpjpe: 44.3, params_m: 9.59}   # the paper's printed numbers (null: none)
         scales: {smoke: [...]}         # optional, extra overrides of this row at a scale
+      - name: graformer                # a method liftpose does not have: the paper's numbers
+        labels: {Method: GraFormer}    # are rendered, nothing runs
+        reference: true
+        paper: {test/mpjpe: 58.7}
     scales:                            # merged over experiments/_defaults.yaml
       cpu: {overrides: [experiment=main_cpu], seeds: [0, 1]}
       # drop: [data.train_stride]      # shared scale overrides that do not apply here
@@ -50,6 +54,9 @@ ROW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 TEST_METRICS = {"mpjpe", "p_mpjpe", "n_mpjpe", "mpjve", "pck", "auc"}
 #: the 2-D detector's COCO keypoint metrics (``test/AP`` ..., percent)
 COCO_METRICS = {"AP", "AP50", "AP75", "APM", "APL", "AR"}
+#: image lifters' share of keypoint -> image attention on the background (percent): outside the
+#: discs around the keypoints, and outside the body mask (``test/bg_attention`` ...)
+ATTENTION_METRICS = {"bg_attention", "bg_attention_mask"}
 TOP_LEVEL_KEYS = {"params", "params_m", "seconds", "gflops", "fps"}
 #: time to convergence, from ``metrics.json``'s ``val_history`` (see :func:`convergence`)
 CONVERGENCE_KEYS = {"convergence/epochs", "convergence/minutes"}
@@ -65,7 +72,7 @@ def is_metric_key(key: str) -> bool:
     if key in TOP_LEVEL_KEYS or key in CONVERGENCE_KEYS:
         return True
     parts = key.split("/")
-    if len(parts) == 2 and parts[0] == "test" and parts[1] in COCO_METRICS:
+    if len(parts) == 2 and parts[0] == "test" and parts[1] in COCO_METRICS | ATTENTION_METRICS:
         return True
     if len(parts) < 2 or parts[0] != "test" or parts[1] not in TEST_METRICS:
         return False
@@ -88,6 +95,8 @@ class Row:
     paper: dict[str, float | None]
     labels: dict[str, str] = field(default_factory=dict)
     scales: dict[str, list[str]] = field(default_factory=dict)
+    #: the paper's numbers only (a method liftpose does not have): rendered, never run
+    reference: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,11 @@ class TableSpec:
     def needs_runs(self) -> bool:
         """Whether any column is read from training runs (not all computed from the model)."""
         return any(c.at is None for c in self.columns)
+
+    @property
+    def runnable_rows(self) -> list[Row]:
+        """The rows that run (all but the paper-only ``reference`` rows)."""
+        return [r for r in self.rows if not r.reference]
 
     @property
     def id(self) -> str:
@@ -207,7 +221,8 @@ def load_spec(path: str | Path, root: str | Path | None = None) -> TableSpec:
                 path,
                 f"columns[{i}].key",
                 f"{col.key!r} is not a metrics.json key (test/<{'|'.join(sorted(TEST_METRICS))}>"
-                f"[/frames|/action/<name>], test/<{'|'.join(sorted(COCO_METRICS))}> or "
+                f"[/frames|/action/<name>], "
+                f"test/<{'|'.join(sorted(COCO_METRICS | ATTENTION_METRICS))}> or "
                 f"{', '.join(sorted(TOP_LEVEL_KEYS))})",
             )
         if col.at is not None and (col.at not in SCALES or col.key not in COMPUTABLE_KEYS):
@@ -245,6 +260,14 @@ def load_spec(path: str | Path, root: str | Path | None = None) -> TableSpec:
             k: _strings(v, path, f"rows[{i}].scales.{k}")
             for k, v in _scales(r.get("scales"), path, f"rows[{i}].scales").items()
         }
+        reference = r.get("reference", False)
+        if not isinstance(reference, bool):
+            raise DataError(
+                path, f"rows[{i}].reference", f"expected true or false, got {reference!r}"
+            )
+        unknown_keys = set(r) - {"name", "labels", "overrides", "paper", "scales", "reference"}
+        if unknown_keys:
+            raise DataError(path, f"rows[{i}].{sorted(unknown_keys)[0]}", "unknown key")
         rows.append(
             Row(
                 name=name,
@@ -252,6 +275,7 @@ def load_spec(path: str | Path, root: str | Path | None = None) -> TableSpec:
                 paper={k: (None if v is None else float(v)) for k, v in paper.items()},
                 labels=row_labels,
                 scales=row_scales,
+                reference=reference,
             )
         )
     if not rows:
