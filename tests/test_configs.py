@@ -84,7 +84,9 @@ def test_eval_config_composes_and_instantiates():
 
 
 def test_callbacks_follow_logger_and_progress_bar_settings():
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
+
+    from liftpose.utils.checkpoint import ModelCheckpoint
 
     from liftpose.utils.checkpoint import TimedCheckpoint
     from liftpose.utils.progress import LogProgress

@@ -174,12 +174,26 @@ def test_stage_orders_and_bad_layer_names():
 
 def test_retention_one_keeps_every_token_and_matches_no_selection():
     torch.manual_seed(0)
-    model = tiny_model(retention=1.0).eval()
+    model = tiny_model(retention=1.0, stage2_init="random").eval()
     image, kp = torch.randn(1, 3, 64, 32), torch.rand(1, 17, 2)
     out = model(image, kp)
     assert out.kept.shape == (1, 128)
     model.selection.ratio = 0.999  # 128 of 128 kept through the gather: the same pose
     torch.testing.assert_close(model(image, kp).fine, out.fine)
+
+
+def test_stage2_starts_as_the_identity_on_the_coarse_pose():
+    torch.manual_seed(0)
+    model = tiny_model().eval()
+    image, kp = torch.randn(2, 3, 64, 32), torch.rand(2, 17, 2)
+    assert not torch.allclose(model(image, kp).fine, model(image, kp).coarse)
+    model.start_stage2()
+    out = model(image, kp)
+    torch.testing.assert_close(out.fine, out.coarse)
+    fresh = tiny_model(stage2_init="random").eval()
+    fresh.start_stage2()
+    out = fresh(image, kp)
+    assert not torch.allclose(out.fine, out.coarse)
 
 
 def test_frozen_stage1_keeps_eval_mode_and_has_no_gradients():
@@ -214,6 +228,20 @@ def test_encoder_loads_official_hrnet_weights(tmp_path):
     ref = torch.from_numpy(io["output"])
     scale = ref.abs().max().item()  # the fixture is ill-conditioned in float32 (test_hrnet.py)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_encoder_loads_a_liftpose_heatmap_checkpoint(tmp_path):
+    from liftpose.models.backbones import HRNet
+
+    torch.manual_seed(3)
+    detector = HRNet(**TINY_ENCODER, num_joints=17)
+    sd = {f"model.{k}": v for k, v in detector.state_dict().items()}
+    path = tmp_path / "last.ckpt"
+    torch.save({"liftpose_config": {"module": {}}, "state_dict": sd}, path)
+    model = tiny_model()
+    model.load_encoder(path)
+    for k, v in model.image_tokens.encoder.state_dict().items():
+        torch.testing.assert_close(v, detector.state_dict()[k])
 
 
 def test_encoder_weights_of_another_architecture_are_refused(tmp_path):

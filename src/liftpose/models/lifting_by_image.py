@@ -34,6 +34,11 @@ Choices the paper leaves open (each an argument, so a config key; defaults in br
   tokens (after the PGTL's update); AFSM ranks with the attention of the last Stage-1 layer
   (section "Adaptive Feature Selection Module"); the kept tokens keep the positional embedding
   they were given at the input.
+* ``stage2_init`` ["coarse"]: Stage 2 starts as the identity on the coarse pose: the output
+  projections of its layers' residual branches are zero at construction, and the refined head
+  is copied from the trained coarse head when Stage 2 starts (:meth:`LiftingByImage.start_stage2`,
+  called by the training module), so the refined pose begins at the coarse one and Stage 2 only
+  refines it. ``"random"``: the default initialisation, Stage 2 learns the lifting afresh.
 * ``encoder`` [HRNet-W32, plain]: arguments of :class:`~liftpose.models.backbones.HRNet`; its
   heatmap layer is dropped. ``encoder_weights``: an official HRNet state dict (the COCO
   ``pose_hrnet_w32_256x192.pth``, same key names as :func:`liftpose.models.official.from_official`
@@ -135,6 +140,10 @@ def load_encoder_state(path: str | Path) -> dict[str, torch.Tensor]:
     else:
         raise DataError(path, "model.encoder_weights", "not a state dict or checkpoint")
     sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    if "liftpose_config" not in obj:  # official key names: the registered converter
+        from liftpose.models.official import get_official
+
+        sd = get_official("hrnet").convert(sd, {})
     return {k: v for k, v in sd.items() if not k.startswith("final_layer.")}
 
 
@@ -237,6 +246,8 @@ class LiftingByImage(nn.Module):
         head_norm: LayerNorm before the 3-D heads.
         pgtl_normalization, pgtl_image_mlp: see
             :class:`~liftpose.models.blocks.pose_guided.PoseGuidedTransformerLayer`.
+        stage2_init: ``"coarse"`` (Stage 2 starts as the identity on the coarse pose) or
+            ``"random"`` (module docstring).
 
     Raises:
         ValueError: unknown layer kinds, an empty Stage 1, or a bad retention rate.
@@ -267,8 +278,11 @@ class LiftingByImage(nn.Module):
         head_norm: bool = True,
         pgtl_normalization: str = "before",
         pgtl_image_mlp: bool = False,
+        stage2_init: str = "coarse",
     ) -> None:
         super().__init__()
+        if stage2_init not in ("coarse", "random"):
+            raise ValueError(f"stage2_init={stage2_init!r}: 'coarse' or 'random'")
         kinds = [str(k).lower() for k in stage1_layers]
         bad = [k for k in kinds if k not in LAYER_KINDS]
         if bad or not kinds:
@@ -309,6 +323,12 @@ class LiftingByImage(nn.Module):
         )
         self.fine_head = _head(embed_dim, head_norm)
         self.stage1_frozen = False
+        self.stage2_init = stage2_init
+        if stage2_init == "coarse":
+            for layer in self.stage2:  # every residual branch starts at zero
+                for proj in (layer.self_attn.proj, layer.cross_attn.proj, layer.mlp.fc2):
+                    nn.init.zeros_(proj.weight)
+                    nn.init.zeros_(proj.bias)
 
     # ------------------------------------------------------------------ stages and weights
     def stage1_modules(self) -> list[nn.Module]:
@@ -318,6 +338,13 @@ class LiftingByImage(nn.Module):
     def stage2_modules(self) -> list[nn.Module]:
         """The Stage-2 part (its layers and the refined head; AFSM has no weights)."""
         return [self.stage2, self.fine_head]
+
+    @torch.no_grad()
+    def start_stage2(self) -> None:
+        """Called when Stage 2 starts training: with ``stage2_init="coarse"`` the refined head
+        becomes a copy of the (trained) coarse head."""
+        if self.stage2_init == "coarse":
+            self.fine_head.load_state_dict(self.coarse_head.state_dict())
 
     def freeze_stage1(self, frozen: bool = True) -> None:
         """Freeze (or unfreeze) Stage 1: no gradients, eval mode (BatchNorm statistics and

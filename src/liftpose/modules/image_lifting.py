@@ -165,8 +165,9 @@ class ImageLiftingModule(LiftingModule):
 
     def on_train_epoch_start(self) -> None:
         stage = self.stage_at(self.current_epoch)
-        if stage != self._active and self.hparams.stage == "progressive":
-            print(f"liftpose: epoch {self.current_epoch}: stage {stage} (Stage 1 frozen)")
+        if self.hparams.stage == "progressive" and self.current_epoch == self.hparams.stage1_epochs:
+            print(f"liftpose: epoch {self.current_epoch}: stage 2 (Stage 1 frozen)")
+            self.model.start_stage2()
         self.apply_stage(stage)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -185,6 +186,7 @@ class ImageLiftingModule(LiftingModule):
         if stage == "fit":
             if self.hparams.stage == "2":
                 self.load_stage1(self.hparams.init_ckpt)
+                self.model.start_stage2()
             else:
                 self.model.load_encoder()
             if self.hparams.stage == "progressive" and self.trainer.max_epochs is not None:

@@ -33,6 +33,7 @@ from liftpose.errors import DataError
 
 __all__ = [
     "KEPT_KEYS",
+    "ModelCheckpoint",
     "TimedCheckpoint",
     "checkpoint_hash",
     "pack_checkpoint",
@@ -270,6 +271,38 @@ def _model_checkpoint() -> type:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     return ModelCheckpoint
+
+
+class ModelCheckpoint(_model_checkpoint()):  # type: ignore[misc]
+    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` always holds the latest weights.
+
+    Since Lightning 2.5, ``save_last=True`` writes ``last.ckpt`` only in a step where a top-k
+    checkpoint was written, so after an epoch that does not improve the monitored metric
+    ``last.ckpt`` still holds the best epoch's weights: ``test_ckpt=last`` would test, and a
+    resumed run would restart from, an earlier epoch. Here ``last.ckpt`` is (re)written at every
+    point where Lightning considers saving (the end of each validation, or of each training epoch
+    when checkpoints are taken there). Arguments are Lightning's.
+    """
+
+    def _save_latest(self, trainer: Any) -> None:
+        if (
+            not self.save_last
+            or self.save_last == "link"
+            or self._should_skip_saving_checkpoint(trainer)
+        ):
+            return
+        if self._last_global_step_saved != trainer.global_step:  # nothing written this step
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_latest(trainer)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_latest(trainer)
 
 
 class TimedCheckpoint(_model_checkpoint()):  # type: ignore[misc]
