@@ -8,8 +8,10 @@
 3. one panel per chosen keypoint: its attention (mean over heads, Fig. 4), the keypoint ringed;
 4. optionally the image tokens AFSM kept, in red over the darkened crop (Fig. 9).
 
-Heatmaps are each panel's attention divided by its maximum, bilinearly upsampled, coloured
-with the JET map and blended half-and-half with the crop. Everything is drawn with OpenCV.
+Heatmaps are each panel's attention stretched from its minimum to its maximum, bilinearly
+upsampled, coloured with the JET map and blended half-and-half with the crop; the label gives
+the peak as a multiple of uniform attention (``x1.0``: flat), since the stretch hides how flat
+a map is. Everything is drawn with OpenCV.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ def _label(img: np.ndarray, text: str) -> None:
 
 
 def attention_overlay(image: np.ndarray, attn: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """``image (H, W, 3)`` uint8 RGB blended with ``attn (h, w)`` as a JET heatmap (scaled to its
-    maximum, upsampled bilinearly): ``(H, W, 3)`` uint8 RGB."""
+    """``image (H, W, 3)`` uint8 RGB blended with ``attn (h, w)`` as a JET heatmap (stretched
+    from its minimum to its maximum, upsampled bilinearly): ``(H, W, 3)`` uint8 RGB."""
     h, w = image.shape[:2]
     a = np.asarray(attn, np.float32)
-    a = a / max(float(a.max()), 1e-12)
+    a = (a - a.min()) / max(float(a.max() - a.min()), 1e-12)
     up = cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)
     heat = cv2.applyColorMap((up * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
     return (alpha * heat + (1 - alpha) * image).astype(np.uint8)
@@ -95,14 +97,14 @@ def attention_figure(
     allp = attention_overlay(big, a.mean(0))
     if radius is not None:
         for q in pts:
-            cv2.circle(allp, _pt(q), int(round(radius * s)), (255, 255, 255), 1, cv2.LINE_AA)
-    _label(allp, "all keypoints")
+            cv2.circle(allp, _pt(q), int(round(radius * s)), (200, 200, 200), 1, cv2.LINE_AA)
+    _label(allp, f"all keypoints x{a.mean(0).max() * h * w:.1f}")
     panels.append(allp)
 
     for j in joints:
         pj = attention_overlay(big, a[j])
         cv2.circle(pj, _pt(pts[j]), 6, (255, 255, 255), 2, cv2.LINE_AA)
-        _label(pj, skeleton.names[j])
+        _label(pj, f"{skeleton.names[j]} x{a[j].max() * h * w:.1f}")
         panels.append(pj)
 
     if kept is not None:
