@@ -86,9 +86,7 @@ def test_eval_config_composes_and_instantiates():
 def test_callbacks_follow_logger_and_progress_bar_settings():
     from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 
-    from liftpose.utils.checkpoint import ModelCheckpoint
-
-    from liftpose.utils.checkpoint import TimedCheckpoint
+    from liftpose.utils.checkpoint import ModelCheckpoint, TimedCheckpoint
     from liftpose.utils.progress import LogProgress
 
     kinds = lambda cbs: {type(c) for c in cbs}  # noqa: E731

@@ -231,17 +231,34 @@ def test_encoder_loads_official_hrnet_weights(tmp_path):
 
 
 def test_encoder_loads_a_liftpose_heatmap_checkpoint(tmp_path):
+    from liftpose.errors import DataError
     from liftpose.models.backbones import HRNet
+    from liftpose.utils.checkpoint import checkpoint_hash
 
     torch.manual_seed(3)
     detector = HRNet(**TINY_ENCODER, num_joints=17)
     sd = {f"model.{k}": v for k, v in detector.state_dict().items()}
+    config = {
+        "model": {"_target_": "liftpose.models.backbones.HRNet"},
+        "module": {"_target_": "liftpose.modules.pose2d.HeatmapModule"},
+        "data": {},
+    }
     path = tmp_path / "last.ckpt"
-    torch.save({"liftpose_config": {"module": {}}, "state_dict": sd}, path)
+    ckpt = {
+        "liftpose_config": config,
+        "state_dict": sd,
+        "liftpose_hash": checkpoint_hash(sd, config),
+    }
+    torch.save(ckpt, path)
     model = tiny_model()
     model.load_encoder(path)
     for k, v in model.image_tokens.encoder.state_dict().items():
         torch.testing.assert_close(v, detector.state_dict()[k])
+    # a damaged checkpoint (weights that no longer match their saved hash) is refused
+    first = next(iter(sd))
+    torch.save({**ckpt, "state_dict": {**sd, first: sd[first] + 1}}, path)
+    with pytest.raises(DataError, match="hash"):
+        tiny_model().load_encoder(path)
 
 
 def test_encoder_weights_of_another_architecture_are_refused(tmp_path):
@@ -390,6 +407,9 @@ def test_crops_from_a_tiny_video_in_the_h36m_layout(tmp_path, capsys):
         cache_dir=str(tmp_path / "cache"),
     )  # fmt: skip
     assert dm.cache_path.is_file()  # the datamodule finds the cache the command wrote
+    from liftpose.utils.io import has_marker
+
+    assert has_marker(dm.cache_path)  # liftpose's own file
     arrays = CropArrays.load(dm.cache_path, "train")
     assert arrays.seq_names == ["S1/Photo 1/cam0", "S1/Walking 1/cam0"]
     assert arrays.frame.tolist() == [0, 5, 10, 15] * 2 and not arrays.has_mask
@@ -496,6 +516,27 @@ def tiny_image_cfg(root: Path, out: Path, extra: list[str]):
         cfg.paths.output_dir = str(out)
         cfg.module.figures_dir = str(out / "attention")
     return cfg
+
+
+@pytest.mark.parametrize(
+    "override,refused",
+    [
+        ("model.retention=0", "model.retention=0: Input should be greater than 0"),
+        ("model.retention=1.5", "model.retention=1.5: Input should be less than or equal to 1"),
+        ("data.train_every=0", "data.train_every=0: Input should be greater than or equal to 1"),
+        ("model.stage1_layers=tl", "model.stage1_layers='tl': 'str' instances are not allowed"),
+        ("+model.retension=0.3", "model.retension: not a parameter of"),
+    ],
+)
+def test_config_check_refuses_bad_lifting_by_image_values(override, refused):
+    from liftpose.errors import ConfigError
+    from liftpose.utils.config_check import check_config
+
+    from .test_configs import compose_cfg
+
+    check_config(compose_cfg("train", ["experiment=lifting_by_image_cpu"]))
+    with pytest.raises(ConfigError, match=refused):
+        check_config(compose_cfg("train", ["experiment=lifting_by_image_cpu", override]))
 
 
 def test_module_stages_freeze_what_they_do_not_train():

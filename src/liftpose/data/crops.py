@@ -32,7 +32,8 @@ settings and of the input files). Groups ``train`` and ``test``, ``N`` rows each
 ``seq``, ``frame`` ``(N,)`` int64        sequence index and frame within the sequence
 =================  ====================  =====================================================
 
-with attributes ``seq_names`` (``subject/action/camera``), ``seq_action`` and ``seq_subject``
+The file attribute ``liftpose`` is liftpose's marker (:func:`liftpose.utils.io.marker`). Groups
+carry the attributes ``seq_names`` (``subject/action/camera``), ``seq_action`` and ``seq_subject``
 (indices into ``action_names`` / ``subject_names``), all JSON.
 """
 
@@ -63,7 +64,7 @@ from liftpose.data.h36m import (
 from liftpose.data.render import box_from_keypoints, crop_affine, random_style, render_person
 from liftpose.data.skeleton import reduce_32_to_17
 from liftpose.errors import ConfigError, DataError
-from liftpose.utils.io import atomic_path
+from liftpose.utils.io import MARKER_KEY, atomic_path, marker
 
 __all__ = [
     "CACHE_VERSION",
@@ -394,6 +395,7 @@ def build_crop_cache(
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     size = tuple(int(v) for v in settings.image_size)
     with atomic_path(path, suffix=".tmp.h5") as tmp, h5py.File(tmp, "w") as f:
+        f.attrs[MARKER_KEY] = marker("crop-cache")
         f.attrs["version"] = CACHE_VERSION
         f.attrs["settings"] = json.dumps(asdict(settings))
         f.attrs["source"] = source.kind

@@ -122,15 +122,17 @@ def load_encoder_state(path: str | Path) -> dict[str, torch.Tensor]:
     without the heatmap layer (``final_layer.*``).
 
     Raises:
-        DataError: the file is missing or holds no HRNet state dict.
+        DataError: the file is missing, unreadable or truncated, a liftpose checkpoint whose
+            weights differ from their saved hash, or it holds no HRNet state dict.
     """
+    from liftpose.utils.checkpoint import load_run_checkpoint, read_checkpoint_file
+
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "model.encoder_weights", "file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise DataError(path, "model.encoder_weights", f"unreadable ({type(e).__name__})") from e
+    obj = read_checkpoint_file(path)  # a truncated or unreadable file: one line
+    if "liftpose_config" in obj:
+        obj, _ = load_run_checkpoint(path)  # a liftpose checkpoint: its weight hash checked
     if isinstance(obj, Mapping) and "liftpose_config" in obj:
         sd = {k[6:]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
     elif isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):

@@ -200,9 +200,10 @@ class ImageLiftingModule(LiftingModule):
         """The Stage-1 weights of a liftpose checkpoint (``init_ckpt``) into the model.
 
         Raises:
-            DataError: the file is missing, not a liftpose checkpoint, or lacks Stage-1 weights.
+            DataError: the file is missing, truncated or damaged (its weight hash differs), not a
+                liftpose checkpoint, or lacks Stage-1 weights.
         """
-        from liftpose.train import load_run_checkpoint
+        from liftpose.utils.checkpoint import load_run_checkpoint
 
         state, _ = load_run_checkpoint(path)
         sd = {
