@@ -514,7 +514,6 @@ def tiny_image_cfg(root: Path, out: Path, extra: list[str]):
     )
     with open_dict(cfg):
         cfg.paths.output_dir = str(out)
-        cfg.module.figures_dir = str(out / "attention")
     return cfg
 
 
@@ -573,8 +572,13 @@ def test_module_stages_freeze_what_they_do_not_train():
 def test_stage1_then_stage2_changes_no_stage1_weight(tiny_root, tmp_path):
     import json
 
+    from omegaconf import open_dict
+
+    from liftpose.eval import run_eval
     from liftpose.modules.image_lifting import STAGE1_PREFIXES
     from liftpose.train import run_train
+
+    from .test_configs import compose_cfg
 
     run1, run2 = tmp_path / "s1", tmp_path / "s2"
     doc1 = run_train(tiny_image_cfg(tiny_root, run1, ["module.stage=1"]))
@@ -598,3 +602,14 @@ def test_stage1_then_stage2_changes_no_stage1_weight(tiny_root, tmp_path):
     assert figures and json.loads((run2 / "metrics.json").read_text())["config"]["module"][
         "stage"
     ] in (2, "2")
+    # an evaluation of the checkpoint writes its pictures into its own run folder and leaves
+    # the training run's as they were
+    before = {p.name: p.read_bytes() for p in figures}
+    ev = tmp_path / "eval"
+    cfg = compose_cfg("eval", [f"ckpt_path={run2 / 'checkpoints' / 'last.ckpt'}", "logger=none"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(ev)
+    doc_eval = run_eval(cfg)
+    assert doc_eval["metrics"]["test/mpjpe"] == pytest.approx(doc2["metrics"]["test/mpjpe"])
+    assert sorted(p.name for p in (ev / "attention").glob("test_*.png")) == sorted(before)
+    assert {p.name: p.read_bytes() for p in figures} == before

@@ -73,7 +73,9 @@ class ImageLiftingModule(LiftingModule):
         background_radius: disc radius of the background rule, pixels of a
             ``background_reference_height``-high crop (paper: 30 at 256).
         background_reference_height: see ``background_radius``.
-        figures_dir: folder of the test-time attention pictures (None: none).
+        figures_dir: folder of the test-time attention pictures (None: none); a relative path
+            is taken under the trainer's ``default_root_dir`` (the run folder), so an evaluation
+            of a checkpoint writes into its own run, never into the training run's.
         figure_frames: how many test crops get a picture (spread over the test set).
         figure_joints: joint names with an attention panel of their own.
     """
@@ -318,7 +320,14 @@ class ImageLiftingModule(LiftingModule):
             and batch_idx // self._figure_every < hp.figure_frames
             and self.trainer.is_global_zero
         ):
-            self.write_figure(batch, Path(hp.figures_dir) / f"test_{batch_idx:05d}.png")
+            self.write_figure(batch, self.figures_path() / f"test_{batch_idx:05d}.png")
+
+    def figures_path(self) -> Path:
+        """``figures_dir``, under the trainer's ``default_root_dir`` when relative."""
+        path = Path(self.hparams.figures_dir)
+        if path.is_absolute() or self._trainer is None:
+            return path
+        return Path(self.trainer.default_root_dir) / path
 
     @torch.no_grad()
     def write_figure(self, batch: dict[str, torch.Tensor], path: Path) -> Path:
