@@ -232,11 +232,12 @@ def test_csv_logger_appends_across_stages(tmp_path):
 
 
 def test_last_checkpoint_holds_the_final_epoch_when_validation_stops_improving(tiny_root, tmp_path):
-    """With a learning rate of 0 no epoch improves on the first, so Lightning writes no top-k
-    checkpoint after epoch 0 (and, by itself, no last.ckpt); last.ckpt must still be the final
-    epoch's."""
+    """With a learning rate of 1e-30 (below float32 resolution of the weights: no weight moves;
+    0 is refused by the config check) no epoch improves on the first, so Lightning writes no
+    top-k checkpoint after epoch 0 (and, by itself, no last.ckpt); last.ckpt must still be the
+    final epoch's."""
     run = tmp_path / "run"
-    extra = ["trainer.max_epochs=3", "module.optimizer.lr=0", "test=false"]
+    extra = ["trainer.max_epochs=3", "module.optimizer.lr=1e-30", "test=false"]
     run_train(tiny_cfg(tiny_root, run, extra))
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["epoch"] == 2 and len(list((run / "checkpoints").glob("epoch_*.ckpt"))) == 1
