@@ -568,6 +568,29 @@ def test_module_stages_freeze_what_they_do_not_train():
         module("3")
 
 
+def test_symmetric_bones_at_evaluation():
+    from liftpose.data.skeleton import H36M17
+    from liftpose.losses import CompositeLoss
+    from liftpose.modules import ImageLiftingModule
+    from liftpose.modules.lifting import symmetrise_bones
+
+    torch.manual_seed(0)
+    batch = {"image": torch.randn(2, 3, 64, 32), "pose_2d": torch.rand(2, 17, 2) * 32}
+
+    def predict(symmetric: bool) -> torch.Tensor:
+        torch.manual_seed(1)
+        m = ImageLiftingModule(
+            tiny_model(), CompositeLoss({"mse": {"weight": 1.0}}), torch.optim.Adam,
+            stage=1, symmetric_bones=symmetric, figures_dir=None,
+            flip_permutation=list(H36M17.flip_permutation),
+        )  # fmt: skip
+        return m.eval().predict_batch(batch)[0]
+
+    plain, sym = predict(False), predict(True)
+    torch.testing.assert_close(sym, symmetrise_bones(plain, list(H36M17.flip_permutation)))
+    assert not torch.allclose(sym, plain)
+
+
 @pytest.mark.slow
 def test_stage1_then_stage2_changes_no_stage1_weight(tiny_root, tmp_path):
     import json

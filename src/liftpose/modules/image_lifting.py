@@ -53,7 +53,7 @@ from liftpose.data.transforms2d import IMAGENET_MEAN, IMAGENET_STD
 from liftpose.data.windows import flip_pose
 from liftpose.errors import ConfigError, DataError
 from liftpose.metrics.attention import background_attention, mask_background_attention
-from liftpose.modules.lifting import LiftingModule
+from liftpose.modules.lifting import LiftingModule, symmetrise_bones
 
 __all__ = ["STAGES", "ImageLiftingModule"]
 
@@ -93,6 +93,7 @@ class ImageLiftingModule(LiftingModule):
         zero_root_eval: bool = True,
         flip_permutation: list[int] | None = None,
         output_weights: dict[str, float] | None = None,
+        symmetric_bones: bool = False,
         stage: str | int = "progressive",
         stage1_epochs: int = 20,
         init_ckpt: str | None = None,
@@ -128,6 +129,7 @@ class ImageLiftingModule(LiftingModule):
             zero_root_eval=zero_root_eval,
             flip_permutation=flip_permutation,
             output_weights=output_weights,
+            symmetric_bones=symmetric_bones,
         )
         names = list(getattr(model, "joint_names", None) or _h36m_names())
         unknown = [j for j in figure_joints if j not in names]
@@ -280,6 +282,8 @@ class ImageLiftingModule(LiftingModule):
             pred = (pred + flip_pose(flipped, self.flip_perm)) / 2
         if self.hparams.zero_root_eval:
             pred = torch.cat([torch.zeros_like(pred[:, :1]), pred[:, 1:]], dim=1)
+        if self.hparams.symmetric_bones:  # after the root is placed, as LiftingModule
+            pred = symmetrise_bones(pred, self.flip_perm.tolist())
         return pred, out
 
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: nn.Module) -> None:
