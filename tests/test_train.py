@@ -241,3 +241,19 @@ def test_last_checkpoint_holds_the_final_epoch_when_validation_stops_improving(t
     run_train(tiny_cfg(tiny_root, run, extra))
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["epoch"] == 2 and len(list((run / "checkpoints").glob("epoch_*.ckpt"))) == 1
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "epoch_000.ckpt",
+        "last.ckpt",
+    ]
+
+
+def test_one_last_checkpoint_when_the_timed_one_also_saves(tiny_root, tmp_path):
+    """The timed checkpoint (here after every batch) and the epoch-end one share last.ckpt: no
+    last-v1.ckpt, and last.ckpt holds the end of training."""
+    run = tmp_path / "run"
+    extra = ["trainer.max_epochs=2", "test=false", "callbacks.time_checkpoint.every_minutes=1e-9"]
+    run_train(tiny_cfg(tiny_root, run, extra))
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert [n for n in names if n.startswith("last")] == ["last.ckpt"], names
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 1  # saved at the end of the second (last) epoch

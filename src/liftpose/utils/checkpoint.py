@@ -330,10 +330,15 @@ class TimedCheckpoint(_model_checkpoint()):  # type: ignore[misc]
             save_top_k=0,
             save_last=True,
             train_time_interval=timedelta(minutes=float(every_minutes)),
+            enable_version_counter=False,  # last.ckpt is shared with the epoch-end checkpoint
         )
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Epoch ends are the other checkpoint's."""
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        """The end of training is the other checkpoint's (Lightning would write ``last.ckpt``
+        here when this callback has not saved yet, as ``last-v1.ckpt`` beside the other's)."""
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         """Validation ends are the other checkpoint's."""
