@@ -859,3 +859,11 @@ def write_rendered_coco(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+if __name__ == "__main__":  # the same as ``liftpose-data render``
+    import sys
+
+    from liftpose.data.cli import main
+
+    sys.exit(main(["render", *sys.argv[1:]]))
