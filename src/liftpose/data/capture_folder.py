@@ -20,7 +20,6 @@ place, so a bad clip or an interruption leaves ``root`` as it was.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -34,7 +33,7 @@ from liftpose.data.capture import CaptureConfig, Filmed, film
 from liftpose.data.h36m import dataset_files, write_dataset
 from liftpose.data.mocap.folder import find_clips, load_collection
 from liftpose.errors import DataError
-from liftpose.utils.io import atomic_write_text
+from liftpose.utils.io import atomic_write_text, file_sha1
 
 __all__ = ["MANIFEST_FORMAT", "capture_folder", "check_writable", "manifest_path"]
 
@@ -45,14 +44,6 @@ SOURCES = ("gt", "det")
 def manifest_path(root: str | Path, name: str) -> Path:
     """The manifest of dataset ``name`` in ``root``: ``.<name>.capture.json``."""
     return Path(root) / f".{name}.capture.json"
-
-
-def _sha1(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _targets(root: Path, name: str) -> list[Path]:
@@ -79,7 +70,7 @@ def check_writable(root: str | Path, name: str) -> None:
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise DataError(man, "files", f"unreadable manifest ({e}); move it away") from None
     for path in _targets(root, name):
-        if path.exists() and written.get(path.name) != _sha1(path):
+        if path.exists() and written.get(path.name) != file_sha1(path):
             why = (
                 "was changed since liftpose-data capture wrote it"
                 if path.name in written
@@ -194,7 +185,7 @@ def capture_folder(
         written = {}
         for target in _targets(root, name):
             os.replace(staging / target.name, target)
-            written[target.name] = _sha1(target)
+            written[target.name] = file_sha1(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     doc = {"format": MANIFEST_FORMAT, "files": written, "settings": settings, "summary": summary}

@@ -4,9 +4,12 @@ not write, never shared by two runs.
 The output folder rule: ``--out`` must not exist or be empty; liftpose then claims it (a
 ``.liftpose-infer.json`` marker naming the run, made with an exclusive create so two runs
 cannot claim the same folder). A folder liftpose made before is refused too unless
-``--force``; with it, only the files of the earlier run (listed in its marker) are replaced.
-Any other non-empty folder is refused. A run that fails or is interrupted leaves no partial
-file (each file is a temporary name until it is complete) and removes a folder it created.
+``--force``. The marker lists every file a run wrote with its SHA-1; with ``--force`` those
+files are replaced, and those the new run does not write are removed, but only while they
+are as liftpose wrote them: a listed file changed since (edited by its user) is refused
+before anything is written. Any other non-empty folder is refused. A run that fails or is
+interrupted leaves no partial file (each file is a temporary name until it is complete) and
+removes a folder it created.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from liftpose.errors import DataError
-from liftpose.utils.io import atomic_path
+from liftpose.utils.io import atomic_path, file_sha1
 
 MARKER = ".liftpose-infer.json"
 
@@ -37,32 +40,43 @@ class OutputFolder:
         self.root = Path(root)
         self.force = force
         self.created = False
-        self.written: list[str] = []
+        self._hashes: dict[str, str] = {}  # name -> SHA-1 of what this run wrote
         self._pending: dict[str, Path] = {}
-        self._previous: list[str] = []
+        self._previous: dict[str, str] = {}  # the earlier run's files (--force)
         check_output_folder(self.root, force)
+
+    @property
+    def written(self) -> list[str]:
+        """The files this run wrote, in order."""
+        return list(self._hashes)
 
     def __enter__(self) -> OutputFolder:
         if not self.root.exists():
             self.root.mkdir(parents=True)
             self.created = True
         marker = self.root / MARKER
-        if marker.exists():  # --force on a folder of an earlier run
-            self._previous = list(json.loads(marker.read_text()).get("files", []))
+        if marker.exists():  # --force on a folder of an earlier run (checked unchanged)
+            self._previous = previous_files(self.root)
             marker.unlink()
         try:
             fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             raise DataError(self.root, "--out", "claimed by another liftpose-infer run") from None
-        with os.fdopen(fd, "w") as f:
-            json.dump({"started": _dt.datetime.now().isoformat(), "pid": os.getpid()}, f)
+        with os.fdopen(fd, "w") as f:  # the earlier files stay listed until this run ends
+            json.dump({"started": _dt.datetime.now().isoformat(), "pid": os.getpid(),
+                       "files": self._previous}, f)  # fmt: skip
         return self
+
+    def _unchanged(self, name: str) -> bool:
+        path = self.root / name
+        return name in self._previous and file_sha1(path) == self._previous[name]
 
     def path(self, name: str) -> Path:
         """A temporary path in the folder for the output file ``name``."""
         final = self.root / name
-        if final.exists() and name not in self._previous and name != MARKER:
-            raise DataError(final, "--out", "exists and was not written by liftpose")
+        if final.exists() and name != MARKER and not self._unchanged(name):
+            why = "was changed since" if name in self._previous else "was not written by"
+            raise DataError(final, "--out", f"exists and {why} liftpose")
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f".{final.name}.tmp{os.getpid()}{final.suffix}")
         self._pending[name] = tmp
@@ -73,7 +87,7 @@ class OutputFolder:
         tmp = self._pending.pop(name)
         final = self.root / name
         os.replace(tmp, final)
-        self.written.append(name)
+        self._hashes[name] = file_sha1(final)
         return final
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -85,17 +99,27 @@ class OutputFolder:
         if exc_type is not None and self.created:
             shutil.rmtree(self.root, ignore_errors=True)
             return
-        if exc_type is not None:
-            if marker.exists() and not self.written:
-                marker.unlink()
+        files = dict(self._hashes)
+        for name, sha in self._previous.items():
+            path = self.root / name
+            if name in files or not path.is_file() or file_sha1(path) != sha:
+                continue  # rewritten, gone, or changed meanwhile (then no longer liftpose's)
+            if exc_type is not None:
+                files[name] = sha  # a failed run keeps the earlier run's files, still listed
+                continue
+            path.unlink()  # a file of the earlier run that this run does not write
+            for parent in path.parents:  # and the folders that held only such files
+                if parent == self.root or any(parent.iterdir()):
+                    break
+                parent.rmdir()
+        if exc_type is not None and not files:
+            marker.unlink(missing_ok=True)
             return
+        doc = {"finished": _dt.datetime.now().isoformat(), "files": dict(sorted(files.items()))}
+        if exc_type is not None:
+            doc = {"failed": _dt.datetime.now().isoformat(), "files": doc["files"]}
         with atomic_path(marker) as tmp:
-            tmp.write_text(
-                json.dumps(
-                    {"finished": _dt.datetime.now().isoformat(), "files": sorted(self.written)},
-                    indent=1,
-                )
-            )
+            tmp.write_text(json.dumps(doc, indent=1))
 
 
 def check_output_folder(root: Path, force: bool) -> None:
@@ -110,6 +134,40 @@ def check_output_folder(root: Path, force: bool) -> None:
                 root, "--out", "holds an earlier liftpose-infer run (choose another --out, or "
                 "--force to replace its files)"
             )  # fmt: skip
+        for name, sha in previous_files(root).items():
+            path = root / name
+            if path.is_file() and file_sha1(path) != sha:
+                raise DataError(
+                    path, "--force", "was changed since liftpose-infer wrote it; move it away "
+                    "or choose another --out"
+                )  # fmt: skip
+
+
+def previous_files(root: Path) -> dict[str, str]:
+    """The files the marker in ``root`` lists, with their SHA-1; ``DataError`` for a marker
+    that cannot be read or lists files without a checksum or outside ``root``."""
+    marker = root / MARKER
+    try:
+        doc = json.loads(marker.read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(marker, "files", f"unreadable ({e}); move the folder away") from None
+    files = doc.get("files", {}) if isinstance(doc, dict) else None
+    if isinstance(files, list) and files:
+        raise DataError(
+            marker, "files", "no checksums (an older liftpose-infer run): move the folder away "
+            "or choose another --out"
+        )  # fmt: skip
+    files = files or {}
+    if not isinstance(files, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and _inside(root, k) for k, v in files.items()
+    ):
+        raise DataError(marker, "files", "not a map of file names in the folder to their SHA-1")
+    return files
+
+
+def _inside(root: Path, name: str) -> bool:
+    p = Path(name)
+    return bool(name) and not p.is_absolute() and ".." not in p.parts and name != MARKER
 
 
 def write_json(out: OutputFolder, name: str, doc: Any) -> Path:

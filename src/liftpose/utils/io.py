@@ -16,6 +16,7 @@ without one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -71,6 +72,16 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def file_sha1(path: str | Path) -> str:
+    """The SHA-1 of a file's bytes (hex), read in 1 MiB blocks: what a manifest of written
+    files stores to tell later whether a file is still as liftpose wrote it."""
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def marker(kind: str, **extra: object) -> str:
