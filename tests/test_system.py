@@ -4,6 +4,7 @@ causal lifting, every bad input of the system, and real photos scored against CO
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -177,6 +178,15 @@ def test_keypoint_file_gif_and_force(lifter_ckpt, tmp_path):
     assert infer_main([*args, "--force", "--no-draw"]) == 0
     with np.load(out / "poses.npz") as f:
         assert f["person0/pose_2d"].shape == (t, 17, 3)
+    # the earlier run's pictures, which this run did not draw, are gone and not listed
+    assert sorted(p.name for p in out.iterdir()) == [".liftpose-infer.json", "poses.json",
+                                                     "poses.npz"]  # fmt: skip
+    # a file of the run its user edited since: --force is refused, nothing is written
+    (out / "poses.json").write_text('{"my": "notes"}')
+    before = (out / "poses.npz").read_bytes()
+    assert infer_main([*args, "--force"]) == 2
+    assert (out / "poses.json").read_text() == '{"my": "notes"}'
+    assert (out / "poses.npz").read_bytes() == before and not (out / "overlay.mp4").exists()
 
 
 def test_heatmap_detector_top_down_on_previous_boxes(lifter_ckpt, heatmap_ckpt, tmp_path):
@@ -273,6 +283,11 @@ def test_every_bad_input_gets_one_line_and_nothing_written(
     neg = kp.copy()
     neg[1, 0, 2] = -1
     np.savez(tmp_path / "neg.npz", keypoints=neg, image_size=[100, 100])
+    np.savez(tmp_path / "huge.npz", keypoints=kp, layout="coco17", image_size=[1e12, 5])
+    np.savez(tmp_path / "zero.npz", keypoints=kp, layout="coco17", image_size=np.zeros((5, 2)))
+    far = kp.copy()
+    far[3, 1, :2] = 1e32
+    np.savez(tmp_path / "far.npz", keypoints=far, layout="coco17", image_size=[100, 100])
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("not liftpose's")
@@ -285,7 +300,11 @@ def test_every_bad_input_gets_one_line_and_nothing_written(
         ([str(tmp_path / "nan.npz"), "--layout", "coco17"], "NaN/inf confidences"),
         ([str(tmp_path / "neg.npz"), "--layout", "coco17"], "negative confidences"),
         ([str(PHOTO), "--detector", "blazepose:2"], "--detector: blazepose model complexity 2"),
-        ([str(PHOTO), "--detector", "openpifpaf"], "--detector: unknown detector"),
+        ([str(PHOTO), "--detector", "openpifpaf"], "error: --detector: unknown detector"),
+        ([str(tmp_path / "huge.npz")], "huge.npz: image_size: shape (2,): 1 of 2 values"),
+        ([str(tmp_path / "zero.npz")], "zero.npz: image_size: shape (5, 2): 10 of 10 values"),
+        ([str(tmp_path / "far.npz")], "far.npz: keypoints: keypoint 1 of frame 000003 at (1e+32"),
+        ([str(tmp_path / "kp17.npz"), "--layout", "coco17", "--fps", "-1"], "--fps: must be"),
     ]
     for argv, message in cases:
         out = tmp_path / "out"
@@ -306,6 +325,71 @@ def test_every_bad_input_gets_one_line_and_nothing_written(
     assert infer_main([str(PHOTO), "--out", str(tmp_path / "o")]) == 2
     assert "ready_lifter.ckpt: --lifter: the ready lifter is not installed" in error_line(capsys)
     assert not (tmp_path / "o").exists()
+
+
+def test_unlabelled_coco_keypoint_is_absent(lifter_ckpt, tmp_path, capsys):
+    """The real annotation of val2017 109313 has left_eye [0, 0, 0]: its Head (mean of the
+    eyes) cannot be made in a photo, so the person is refused, or skipped among several."""
+    ann = COCO / "annotations" / "person_keypoints_val2017.json"
+    if not ann.is_file():
+        pytest.skip(f"COCO annotations not found: {ann} (set LIFTPOSE_SHARED)")
+    doc = json.loads(ann.read_text())
+    (a,) = [a for a in doc["annotations"] if a["image_id"] == 109313 and a["num_keypoints"]]
+    assert a["keypoints"][3:6] == [0, 0, 0]  # left_eye
+    full = next(b for b in doc["annotations"] if b["num_keypoints"] == 17)
+    res = [{"image_id": b["image_id"], "category_id": 1, "keypoints": b["keypoints"],
+            "score": 1.0} for b in (a, full)]  # fmt: skip
+    (tmp_path / "one.json").write_text(json.dumps(res[:1]))
+    (tmp_path / "two.json").write_text(json.dumps(res))
+    args = ["--width", "640", "--height", "640", "--lifter", str(lifter_ckpt), "--out"]
+    assert infer_main([str(tmp_path / "one.json"), *args, str(tmp_path / "o1")]) == 2
+    line = error_line(capsys)
+    assert "one.json: track 0: Head is missing at frame 109313" in line, line
+    assert not (tmp_path / "o1").exists()
+    out = tmp_path / "o2"
+    assert infer_main([str(tmp_path / "two.json"), *args, str(out), "--no-draw"]) == 0
+    assert re.search(r"track \d \(109313\) skipped: Head is missing", capsys.readouterr().out)
+    got = json.loads((out / "poses.json").read_text())
+    assert [p["frame_names"] for p in got["people"]] == [[str(full["image_id"])]]
+    assert got["skipped"][0]["frame_names"] == ["109313"]
+    assert "Head is missing" in got["skipped"][0]["reason"]
+
+
+def test_photos_without_a_person_are_named(lifter_ckpt, tmp_path, capsys):
+    needs_photos()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / PHOTO.name).symlink_to(PHOTO)
+    for name in ("blank1.png", "blank2.png"):
+        cv2.imwrite(str(photos / name), np.full((240, 320, 3), 128, np.uint8))
+    args = [str(photos), "--lifter", str(lifter_ckpt), "--no-draw", "--out"]
+    # a bad number is refused by its option before any photo is looked at
+    assert infer_main([*args, str(tmp_path / "o1"), "--fps", "-1"]) == 2
+    captured = capsys.readouterr()
+    assert "error: --fps: must be positive, got -1" in captured.err
+    assert "detect" not in captured.err and not (tmp_path / "o1").exists()
+    assert infer_main([*args, str(tmp_path / "out")]) == 0
+    assert "no person found in 2 of 3 photos: blank1.png, blank2.png" in capsys.readouterr().out
+    got = json.loads((tmp_path / "out" / "poses.json").read_text())
+    assert got["no_person"] == ["blank1.png", "blank2.png"]
+    assert [p["frame_names"] for p in got["people"]] == [[PHOTO.name]]
+
+
+def test_broken_video_gets_one_line_without_ffmpeg_noise(lifter_ckpt, tmp_path):
+    """FFmpeg's own log ("moov atom not found") is silenced; liftpose says what is wrong."""
+    import subprocess
+    import sys
+
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "liftpose.infer", str(text), "--lifter", str(lifter_ckpt),
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [f"liftpose-infer: error: {text}: video: cannot be opened "
+                                     "(not a video OpenCV decodes)"], r.stderr  # fmt: skip
 
 
 def test_folder_of_photos_of_different_sizes(lifter_ckpt, tmp_path):

@@ -3,7 +3,10 @@ tracking, gap filling and resampling, the output folder rule."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -202,6 +205,93 @@ def test_alphapose_reader_coco17_and_halpe26(tmp_path):
     np.testing.assert_allclose(out[H["Head"]], numbered(26)[17])  # Halpe's head keypoint
 
 
+def test_confidence_zero_keypoints_are_absent_in_every_reader(tmp_path):
+    """COCO's unlabelled ``[0, 0, 0]`` (and any confidence-0 keypoint) is absent, not a point
+    at the image corner."""
+    tri = np.concatenate([numbered(17), np.full((17, 1), 0.9)], 1)
+    tri[1] = 0.0  # left_eye: [0, 0, 0]
+    flat = tri.reshape(-1).tolist()
+    (tmp_path / "res.json").write_text(
+        json.dumps([{"image_id": 5, "category_id": 1, "keypoints": flat, "score": 1.0}])
+    )
+    (tmp_path / "ap.json").write_text(json.dumps([{"image_id": "a.jpg", "keypoints": flat}]))
+    np.savez(tmp_path / "kp.npz", keypoints=tri[None], layout="coco17", image_size=[640, 480])
+    for name in ("res.json", "ap.json", "kp.npz"):
+        (person,) = read_keypoints(tmp_path / name, image_size=(640, 480)).people[0]
+        assert np.isnan(person.keypoints[1]).all() and person.scores[1] == 0, name
+        assert np.isfinite(np.delete(person.keypoints, 1, 0)).all(), name
+    # the Head (mean of the eyes) of a single frame cannot be made: refused by its name
+    p2d, c2d = to_h36m(np.nan_to_num(person.keypoints), person.scores, "coco17")
+    p2d[H["Head"]] = np.nan  # what the pipeline does with a joint made from an absent keypoint
+    assert c2d[H["Head"]] == 0
+    names = H36M17.names
+    with pytest.raises(TrackError, match=r"^Head is missing at frame 5 \(one frame"):
+        fill_gaps(p2d[None], c2d[None], 0.3, 0, names=names, frame_names=["5"])
+
+
+def test_image_sizes_and_coordinates_are_bounded(tmp_path):
+    kp = numbered(17)[None].repeat(30, 0)
+    p = tmp_path / "kp.npz"
+    cases = [
+        ({"image_size": [1e12, 5]}, r"shape \(2,\): 1 of 2 values are not in \(0, 100000\]"),
+        ({"image_size": [0, 0]}, r"image_size: shape \(2,\): 2 of 2 values .* \(first: 0\)"),
+        ({"image_size": np.zeros((30, 2))}, r"image_size: shape \(30, 2\): 60 of 60"),
+        ({"image_size": np.ones((3, 2))}, r"expected \(2,\) or \(30, 2\), got \(3, 2\)"),
+        ({"image_size": [640, 480], "keypoints": kp + 1e32}, "more than 2 image sizes outside"),
+        ({"image_size": [640, 480], "fps": -5.0}, "fps: must be positive"),
+    ]  # fmt: skip
+    for arrays, match in cases:
+        np.savez(p, **{"keypoints": kp, "layout": "coco17", **arrays})
+        with pytest.raises(DataError, match=match):
+            read_keypoints(p)
+    # --width/--height or --fps that contradict the file are refused, never silently dropped
+    np.savez(p, keypoints=kp, layout="coco17", image_size=[640, 480], fps=25.0)
+    with pytest.raises(DataError, match="the file says 640x480 pixels, but --width 1920"):
+        read_keypoints(p, image_size=(1920, 1080))
+    with pytest.raises(DataError, match="fps: the file says 25, but --fps 30"):
+        read_keypoints(p, fps=30.0)
+    assert read_keypoints(p, image_size=(640, 480), fps=25.0).frames[0].width == 640
+    # sizes given on the command line are bounded too
+    np.savez(p, keypoints=kp, layout="coco17")
+    with pytest.raises(DataError, match=r"--width/--height: shape \(2,\): 1 of 2"):
+        read_keypoints(p, image_size=(640, 1e9))
+
+
+def test_settings_are_checked_before_any_work(tmp_path):
+    """Every number of the command line is checked first, by the option's name."""
+    from liftpose.system.pipeline import Settings, check_settings
+
+    base = {"input": tmp_path / "none.jpg", "out": tmp_path / "out"}
+    cases = [
+        ({"fps": -1.0}, "--fps: must be positive, got -1"),
+        ({"fps": float("nan")}, "--fps: must be positive, got nan"),
+        ({"image_size": (0.0, 480.0)}, "--width: must be positive, at most 100000, got 0"),
+        ({"image_size": (640.0, 1e12)}, "--height: must be positive, at most 100000, got 1e+12"),
+        ({"threshold": -0.1}, "--threshold: must be a confidence >= 0, got -0.1"),
+        ({"max_gap": -1}, "--max-gap: must be a whole number of frames >= 0, got -1"),
+        ({"detector": "foo"}, "--detector: unknown detector 'foo' (blazepose, hrnet:<ckpt>)"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(DataError) as e:
+            check_settings(Settings(**base, **extra))
+        assert str(e.value) == message
+    check_settings(Settings(**base, fps=30.0, image_size=(640.0, 480.0)))
+
+
+def test_option_errors_name_the_option_not_a_file(tmp_path):
+    from liftpose.data.capture_folder import capture_folder
+    from liftpose.system.detectors import make_detector
+
+    with pytest.raises(DataError) as e:
+        make_detector("foo", video=False)
+    assert str(e.value) == "--detector: unknown detector 'foo' (blazepose, hrnet:<ckpt>)"
+    with pytest.raises(DataError) as e:
+        capture_folder(tmp_path, "bvh", tmp_path / "root", "a/b")
+    assert str(e.value) == "--name: 'a/b': use letters, digits, '-' and '_'"
+    # a field of an array passed in memory is still marked so
+    assert str(DataError(None, "joints_cam", "bad")) == "<in-memory>: joints_cam: bad"
+
+
 # --------------------------------------------------------------------------- tracking
 def _dets(boxes_per_frame: list[list[list[float]]]) -> Detections:
     people = []
@@ -247,8 +337,10 @@ def test_fill_gaps_interpolates_within_the_limit():
     np.testing.assert_allclose(f.values[2:4, 0], 99.0)
     assert f.low[2:4, 0].all() and f.num_filled == 1
     v[2:4, 0] = np.nan
-    with pytest.raises(TrackError, match="missing at frame 2"):
+    with pytest.raises(TrackError, match="joint 0 is missing at frame 2 and has no confident"):
         fill_gaps(v, s, threshold=0.3, max_gap=1)
+    with pytest.raises(TrackError, match="^Hip is missing at frame f2 and"):
+        fill_gaps(v, s, 0.3, 1, names=["Hip", "RHip"], frame_names=[f"f{i}" for i in range(8)])
     with pytest.raises(TrackError, match="above the confidence threshold"):
         fill_gaps(v, np.full((8, 2), 0.1), threshold=0.3, max_gap=2)
 
@@ -276,7 +368,10 @@ def test_output_folder_rules(tmp_path):
     out = tmp_path / "out"
     with OutputFolder(out) as o:
         write_json(o, "poses.json", {"a": 1})
-    assert json.loads((out / MARKER).read_text())["files"] == ["poses.json"]
+        write_json(o, "overlay/x.json", {"x": 1})
+    files = json.loads((out / MARKER).read_text())["files"]
+    assert sorted(files) == ["overlay/x.json", "poses.json"]
+    assert files["poses.json"] == hashlib.sha1((out / "poses.json").read_bytes()).hexdigest()
     with pytest.raises(DataError, match="earlier liftpose-infer run"):
         check_output_folder(out, force=False)
     (out / "notes.txt").write_text("a file liftpose did not write")
@@ -285,6 +380,16 @@ def test_output_folder_rules(tmp_path):
         with pytest.raises(DataError, match="not written by liftpose"):
             o.path("notes.txt")
     assert json.loads((out / "poses.json").read_text()) == {"a": 2}
+    # the earlier run's file this run did not write is gone, and the marker lists what is there
+    assert not (out / "overlay").exists() and (out / "notes.txt").is_file()
+    assert list(json.loads((out / MARKER).read_text())["files"]) == ["poses.json"]
+    # a listed file its user changed since: --force is refused before anything is written
+    (out / "poses.json").write_text('{"a": "edited"}')
+    with pytest.raises(DataError, match=r"poses.json: --force: was changed since liftpose-infer"):
+        check_output_folder(out, force=True)
+    with pytest.raises(DataError, match="was changed since"):
+        OutputFolder(out, force=True)
+    assert json.loads((out / "poses.json").read_text()) == {"a": "edited"}
     # a failing run removes the folder it created and leaves no temporary file
     new = tmp_path / "new"
     with pytest.raises(RuntimeError), OutputFolder(new) as o:
@@ -310,3 +415,9 @@ def test_plausibility_checks_limb_proportions_not_only_symmetry():
     assert bad["forearm / trunk"] == pytest.approx(0.4 * ok["forearm / trunk"], rel=0.05)
     flipped = pose * [1, -1, 1]  # head below the pelvis
     assert plausibility(flipped, upright=True)["head_above_pelvis"] is False
+
+
+def test_render_module_runs_as_liftpose_data_render():
+    r = subprocess.run([sys.executable, "-m", "liftpose.data.render", "--help"],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0 and r.stdout.startswith("usage: liftpose-data render"), r

@@ -47,16 +47,23 @@ def make_detector(spec: str, video: bool, boxes: str | None = None, device: str 
     ``boxes`` (heatmap networks only): ``blazepose`` (the default), ``previous``, or a COCO
     detections json. ``DataError`` for an unknown name or a refused setting.
     """
-    name, _, arg = spec.partition(":")
+    name, _, arg = check_detector(spec)
     if name == "blazepose":
         complexity = int(arg) if arg.isdigit() else (1 if not arg else -1)
         return BlazePose(complexity=complexity, video=video)
-    if name == "hrnet":
-        if not arg:
-            raise DataError(None, "--detector", "hrnet needs a checkpoint: hrnet:<ckpt>")
-        box_source = boxes or "blazepose"
-        return HeatmapTopDown(arg, box_source, video=video, device=device)
-    raise DataError(None, "--detector", f"unknown detector {spec!r} (blazepose, hrnet:<ckpt>)")
+    box_source = boxes or "blazepose"
+    return HeatmapTopDown(arg, box_source, video=video, device=device)
+
+
+def check_detector(spec: str) -> tuple[str, str, str]:
+    """``(name, ":", argument)`` of a ``--detector`` value; ``DataError`` for an unknown name or
+    a heatmap network without its checkpoint (nothing is loaded)."""
+    name, colon, arg = spec.partition(":")
+    if name == "hrnet" and not arg:
+        raise DataError(None, "--detector", "hrnet needs a checkpoint: hrnet:<ckpt>")
+    if name not in ("blazepose", "hrnet"):
+        raise DataError(None, "--detector", f"unknown detector {spec!r} (blazepose, hrnet:<ckpt>)")
+    return name, colon, arg
 
 
 # --------------------------------------------------------------------------- BlazePose

@@ -62,7 +62,8 @@ class OverlayDrawer:
 
     :meth:`draw` takes the image and per person ``(pose_2d (17, 2), alpha (17,))`` in the
     image's pixels (Human3.6M-17) and, optionally, the detector's keypoints with their scores
-    and layout.
+    and layout. ``size`` ``(width, height)``: the frame the coordinates refer to, when the
+    image is a smaller copy of it (a blank canvas for a keypoint file of huge frames).
     """
 
     def __init__(self, max_side: int = 960, even: bool = True) -> None:
@@ -91,8 +92,9 @@ class OverlayDrawer:
         people: list[tuple[np.ndarray, np.ndarray]],
         keypoints: list[tuple[np.ndarray, np.ndarray, KeypointLayout]] | None = None,
         label: str | None = None,
+        size: tuple[int, int] | None = None,
     ) -> np.ndarray:
-        h, w = image.shape[:2]
+        w, h = size if size is not None else (image.shape[1], image.shape[0])
         if self._key != (h, w):
             self._setup(h, w)
         for art in list(self.ax.collections) + list(self.ax.texts):
@@ -120,7 +122,8 @@ class OverlayDrawer:
             )  # fmt: skip
         self.canvas.draw()
         layer = np.asarray(self.canvas.buffer_rgba())[: self.size[1], : self.size[0]]
-        base = image if self.size == (w, h) else cv2.resize(image, self.size, cv2.INTER_AREA)
+        shape = (image.shape[1], image.shape[0])
+        base = image if self.size == shape else cv2.resize(image, self.size, cv2.INTER_AREA)
         drawn = layer[..., 3] > 0  # blend only where the layer has something
         a = layer[drawn, 3:4].astype(np.uint16)
         out = base.copy()

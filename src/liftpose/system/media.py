@@ -4,18 +4,26 @@ times and sizes (OpenCV decodes; a video's frame rate is read from its container
 A folder of images is a set of unrelated photos unless a frame rate is given (then it is the
 frames of a video, in file-name order). Every image keeps its own size, so a folder of photos
 of different sizes is fine.
+
+FFmpeg's own log (``moov atom not found`` for a broken video, ...) is silenced: liftpose says
+in one line what is wrong. OpenCV reads ``OPENCV_FFMPEG_LOGLEVEL`` once, when it first opens a
+video, so importing this module sets it to quiet (-8) unless it is set already (set it to 24
+to see FFmpeg's warnings).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
-import numpy as np
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
-from liftpose.errors import DataError
-from liftpose.system.person import Frame
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from liftpose.errors import DataError  # noqa: E402
+from liftpose.system.person import Frame  # noqa: E402
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")

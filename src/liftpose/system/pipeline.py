@@ -118,6 +118,7 @@ def run(settings: Settings, log=print) -> dict:
     from liftpose.system.writers import check_output_folder
 
     s = settings
+    check_settings(s)
     times = StageTimes()
     if not s.input.exists():
         raise DataError(s.input, "input", "not found")
@@ -133,8 +134,6 @@ def run(settings: Settings, log=print) -> dict:
             f"(data.window=causal); this one is {lifter.window}"
         )  # fmt: skip
     check_output_folder(s.out, s.force)
-    if s.threshold < 0 or s.max_gap < 0:
-        raise DataError(None, "--threshold/--max-gap", "must not be negative")
     media = None
     if is_keypoint_input(s.input):
         dets = read_keypoints(s.input, s.layout, s.image_size, s.fps)
@@ -153,6 +152,12 @@ def run(settings: Settings, log=print) -> dict:
     n_people = sum(len(p) for p in dets.people)
     if n_people == 0:
         raise DataError(s.input, "people", f"no person found in any of {len(dets.frames)} frames")
+    no_person = [f.name for f, p in zip(dets.frames, dets.people) if not p]
+    no_person = [] if dets.is_sequence else no_person  # photos in which nobody was found
+    if no_person:
+        shown = ", ".join(no_person[:10]) + (", ..." if len(no_person) > 10 else "")
+        log(f"liftpose-infer: no person found in {len(no_person)} of {len(dets.frames)} photos: "
+            f"{shown}")  # fmt: skip
 
     # ---- people over time, each checked
     if dets.is_sequence:
@@ -163,13 +168,16 @@ def run(settings: Settings, log=print) -> dict:
         chosen = select_tracks(tracks, s.person) if dets.is_sequence else _select_photos(tracks, s)
     except ValueError as e:
         raise DataError(s.input, "--person", str(e)) from e
-    prepared = []
+    prepared, skipped = [], []
     for tr in chosen:
         try:
             prepared.append(_prepare(tr, dets, layout, lifter, s))
         except TrackError as e:
-            if s.person == "all" and len(chosen) > 1:
-                log(f"liftpose-infer: track {tr.id} skipped: {e}")
+            if (s.person == "all" or not dets.is_sequence) and len(chosen) > 1:
+                names = [dets.frames[int(f)].name for f in tr.frames]
+                where = f" ({names[0]})" if not dets.is_sequence else ""
+                log(f"liftpose-infer: track {tr.id}{where} skipped: {e}")
+                skipped.append({"id": int(tr.id), "frame_names": names, "reason": str(e)})
                 continue
             raise DataError(s.input, f"track {tr.id}", str(e)) from e
     if not prepared:
@@ -185,7 +193,7 @@ def run(settings: Settings, log=print) -> dict:
     from liftpose.system.writers import OutputFolder
 
     with OutputFolder(s.out, s.force) as out:
-        _write_poses(out, lifted, dets, layout, lifter, s)
+        _write_poses(out, lifted, dets, layout, lifter, s, no_person, skipped)
         if s.draw:
             _draw(out, media, dets, lifted, layout, s, times)
     filled = sum(int(p.filled.sum()) for p in lifted)
@@ -198,6 +206,28 @@ def run(settings: Settings, log=print) -> dict:
     tops = sorted({f.split("/")[0] + ("/" if "/" in f else "") for f in out.written})
     log(f"liftpose-infer: wrote {len(out.written)} files ({', '.join(tops)}) in {s.out}")
     return {"files": out.written, "times": times, "people": lifted, "frames": dets.frames}
+
+
+def check_settings(s: Settings) -> None:
+    """``DataError`` naming the option for a number out of its range (before any work)."""
+    from liftpose.system.readers import MAX_IMAGE_SIDE
+
+    def number(option: str, v, ok: bool, want: str) -> None:
+        if not (np.isfinite(v) and ok):
+            raise DataError(None, option, f"must be {want}, got {v:g}")
+
+    if s.fps is not None:
+        number("--fps", s.fps, s.fps > 0, "positive")
+    if s.image_size is not None:
+        for option, v in zip(("--width", "--height"), s.image_size):
+            number(option, v, 0 < v <= MAX_IMAGE_SIDE, f"positive, at most {MAX_IMAGE_SIDE}")
+    number("--threshold", s.threshold, s.threshold >= 0, "a confidence >= 0")
+    number("--max-gap", s.max_gap, s.max_gap >= 0 and s.max_gap == int(s.max_gap),
+           "a whole number of frames >= 0")  # fmt: skip
+    number("min_valid", s.min_valid, 0 <= s.min_valid <= 1, "a fraction in [0, 1]")
+    from liftpose.system.detectors import check_detector
+
+    check_detector(s.detector)
 
 
 # --------------------------------------------------------------------------- detection
@@ -290,7 +320,10 @@ def _prepare(tr: Track, dets: Detections, layout, lifter, s: Settings) -> _Prepa
     p2d[absent_j] = np.nan
     c2d[absent_j] = 0.0
     seq = dets.is_sequence
-    filled = fill_gaps(p2d, c2d, s.threshold, s.max_gap if seq else 0, s.min_valid)
+    filled = fill_gaps(
+        p2d, c2d, s.threshold, s.max_gap if seq else 0, s.min_valid, H36M17_LAYOUT.names,
+        [dets.frames[f].name for f in frames],
+    )  # fmt: skip
     sizes = np.array([[dets.frames[f].width, dets.frames[f].height] for f in frames], np.float64)
     norm = np.stack(  # each frame by its own size (normalize_screen_coordinates)
         [normalize_screen_coordinates(v, w, h) for v, (w, h) in zip(filled.values, sizes)]
@@ -329,7 +362,10 @@ def _json_array(a: np.ndarray, digits: int = 4) -> list:
     return np.where(np.isfinite(a), a, None).tolist()
 
 
-def _write_poses(out, lifted: list[Lifted], dets: Detections, layout, lifter, s: Settings) -> None:
+def _write_poses(
+    out, lifted: list[Lifted], dets: Detections, layout, lifter, s: Settings,
+    no_person: list[str], skipped: list[dict],
+) -> None:  # fmt: skip
     from liftpose.system.writers import write_json, write_npz
 
     arrays: dict[str, np.ndarray] = {
@@ -378,6 +414,8 @@ def _write_poses(out, lifted: list[Lifted], dets: Detections, layout, lifter, s:
             "times": "seconds from the first frame (null for photos)",
         },
         "people": people,
+        "no_person": no_person,  # photos in which the detector found nobody
+        "skipped": skipped,  # people found but not lifted, and why
     }
     write_npz(out, "poses.npz", arrays)
     write_json(out, "poses.json", doc)
@@ -412,7 +450,7 @@ def _draw(out, media, dets: Detections, lifted: list[Lifted], layout, s: Setting
         people = [(p.pose_2d[i], np.where(p.filled[i], 0.3, p.scores_2d[i])) for p, i in here]
         kps = [(p.keypoints[i], p.scores[i], layout) for p, i in here]
         label = f"{frame.name}  t={frame.time:.2f}s" if frame.time is not None else frame.name
-        ov = overlay.draw(img, people, kps, label)
+        ov = overlay.draw(img, people, kps, label, size=(frame.width, frame.height))
         poses: list = [None] * (len(lifted) if seq else len(here))
         for k, (p, i) in enumerate(here):
             poses[slots[p.track.id] if seq else k] = p.pose_3d[i]
@@ -434,7 +472,10 @@ def _draw(out, media, dets: Detections, lifted: list[Lifted], layout, s: Setting
     times.add("draw", t_draw, n)
 
 
-def _blank_frames(frames: list[Frame]) -> Iterator[tuple[Frame, np.ndarray]]:
-    """Mid-grey canvases of each frame's size (keypoint files have no pictures)."""
+def _blank_frames(frames: list[Frame], side: int = 960) -> Iterator[tuple[Frame, np.ndarray]]:
+    """Mid-grey canvases of each frame's shape, at most ``side`` pixels on the long side
+    (keypoint files have no pictures; the drawing is that size anyway)."""
     for f in frames:
-        yield f, np.full((f.height, f.width, 3), 96, np.uint8)
+        scale = min(1.0, side / max(f.width, f.height))
+        h, w = max(1, round(f.height * scale)), max(1, round(f.width * scale))
+        yield f, np.full((h, w, 3), 96, np.uint8)

@@ -17,9 +17,15 @@ Formats
     K, box: [x, y, w, h], idx}`` with K = 17 (COCO-17) or 26 (Halpe-26); ``idx`` (when present)
     is the track identity.
 
+A keypoint with confidence 0 is absent (NaN pixels): COCO writes ``[0, 0, 0]`` for a keypoint
+it has no position for (``v = 0`` in annotations, a score of 0 in results), OpenPose ``0 0 0``.
+
 Image sizes come from the file where it has them, else from ``image_size`` (``(width,
 height)``) given by the caller; without either the keypoints cannot be normalised and the
-reader says so.
+reader says so. A size given by the caller that contradicts the file's (or an ``fps`` that
+contradicts an ``.npz``'s) is refused, as is a side outside ``(0, MAX_IMAGE_SIDE]`` pixels and a
+keypoint more than ``MAX_OUTSIDE`` image sizes beyond the image's border (not pixels: a file in
+other units, or corrupt).
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ from liftpose.system.joints import LAYOUTS, get_layout, layout_for_joint_count
 from liftpose.system.person import Detections, Frame, Person, box_of
 
 KEYPOINT_SUFFIXES = (".npz", ".json")
+#: The largest image side accepted, pixels.
+MAX_IMAGE_SIDE = 100_000
+#: How many image sizes beyond the border a keypoint may lie (people leave the picture).
+MAX_OUTSIDE = 2.0
 
 
 def is_keypoint_input(path: str | Path) -> bool:
@@ -77,17 +87,22 @@ def read_keypoints(
     if not p.exists():
         raise DataError(p, "input", "not found")
     if p.is_dir():
-        return _read_openpose(p, layout, image_size, fps)
-    if p.suffix.lower() == ".npz":
-        return _read_npz(p, layout, image_size, fps)
-    doc = _load_json(p)
-    if isinstance(doc, dict) and "annotations" in doc:
-        return _read_coco(p, doc["annotations"], doc.get("images"), layout, image_size, fps)
-    if isinstance(doc, list) and doc and isinstance(doc[0], dict):
-        if isinstance(doc[0].get("image_id"), str):
-            return _read_alphapose(p, doc, layout, image_size, fps)
-        return _read_coco(p, doc, None, layout, image_size, fps)
-    raise DataError(p, "json", "not a COCO keypoint results list or an AlphaPose json")
+        dets = _read_openpose(p, layout, image_size, fps)
+    elif p.suffix.lower() == ".npz":
+        dets = _read_npz(p, layout, image_size, fps)
+    else:
+        doc = _load_json(p)
+        if isinstance(doc, dict) and "annotations" in doc:
+            dets = _read_coco(p, doc["annotations"], doc.get("images"), layout, image_size, fps)
+        elif isinstance(doc, list) and doc and isinstance(doc[0], dict):
+            if isinstance(doc[0].get("image_id"), str):
+                dets = _read_alphapose(p, doc, layout, image_size, fps)
+            else:
+                dets = _read_coco(p, doc, None, layout, image_size, fps)
+        else:
+            raise DataError(p, "json", "not a COCO keypoint results list or an AlphaPose json")
+    _check_inside(p, dets)
+    return dets
 
 
 # --------------------------------------------------------------------------- helpers
@@ -141,7 +156,46 @@ def _check_values(p: Path, field: str, xy: np.ndarray, scores: np.ndarray | None
             raise DataError(p, field, f"{int((scores < 0).sum())} negative confidences")
 
 
+def _check_inside(p: Path, dets: Detections) -> None:
+    """Refuse keypoints far outside their image (see :data:`MAX_OUTSIDE`)."""
+    for frame, people in zip(dets.frames, dets.people):
+        size = np.array([frame.width, frame.height], np.float64)
+        for person in people:
+            xy = person.keypoints
+            far = np.isfinite(xy).all(-1) & (
+                (xy < -MAX_OUTSIDE * size) | (xy > (1 + MAX_OUTSIDE) * size)
+            ).any(-1)
+            if far.any():
+                k = int(np.argmax(far))
+                raise DataError(
+                    p, "keypoints", f"keypoint {k} of frame {frame.name} at "
+                    f"({xy[k, 0]:.4g}, {xy[k, 1]:.4g}) lies more than {MAX_OUTSIDE:g} image sizes "
+                    f"outside its {frame.width}x{frame.height} image (pixels expected)"
+                )  # fmt: skip
+
+
+def _check_size(p: Path, field: str, size: np.ndarray) -> None:
+    """``(..., 2)`` ``[width, height]`` pixels, each in ``(0, MAX_IMAGE_SIDE]``."""
+    bad = ~((size > 0) & (size <= MAX_IMAGE_SIDE))
+    if bad.any():
+        raise DataError(
+            p, field, f"shape {size.shape}: {int(bad.sum())} of {size.size} values are not in "
+            f"(0, {MAX_IMAGE_SIDE}] pixels (first: {size[bad].flat[0]:g})"
+        )  # fmt: skip
+
+
+def _same_size(p: Path, field: str, file_size: np.ndarray, given) -> None:
+    """Refuse ``--width/--height`` that contradict the size the file stores."""
+    if given is not None and not np.allclose(file_size, np.asarray(given, np.float64)):
+        w, h = np.asarray(file_size, np.float64).reshape(-1, 2)[0]
+        raise DataError(
+            p, field, f"the file says {w:g}x{h:g} pixels, but --width {given[0]:g} --height "
+            f"{given[1]:g}; leave them out to use the file's"
+        )  # fmt: skip
+
+
 def _person(xy: np.ndarray, s: np.ndarray, box=None, track_id=None) -> Person:
+    xy = np.where((s > 0)[:, None], xy, np.nan)  # confidence 0: absent (COCO's [0, 0, 0])
     b = box_of(xy, s) if box is None else np.asarray(box, dtype=np.float64)
     if b is None:
         b = np.zeros(4)
@@ -156,6 +210,11 @@ def _frames(n: int, names: list[str], sizes: list, fps: float | None, p: Path) -
             raise DataError(
                 p, "image_size", f"no image size for {names[i]}: pass --width and --height"
             )
+        try:
+            wh = np.array([w, h], np.float64)
+        except (TypeError, ValueError):
+            raise DataError(p, f"{names[i]}: width/height", f"not numbers: {w!r}, {h!r}") from None
+        _check_size(p, f"{names[i]}: width/height", wh)
         out.append(Frame(i, None if fps is None else i / fps, int(w), int(h), names[i]))
     return out
 
@@ -181,16 +240,22 @@ def _read_npz(p: Path, layout, image_size, fps) -> Detections:
     s = kp[..., 2] if kp.shape[-1] == 3 else np.ones(kp.shape[:2])
     _check_values(p, "keypoints", xy, s if kp.shape[-1] == 3 else None)
     t = len(kp)
-    if size is None and image_size is not None:
+    if size is not None:
+        if size.shape not in ((2,), (t, 2)):
+            raise DataError(p, "image_size", f"expected (2,) or ({t}, 2), got {size.shape}")
+        _check_size(p, "image_size", size)
+        _same_size(p, "image_size", size, image_size)
+    elif image_size is not None:
         size = np.asarray(image_size, dtype=np.float64)
-    if size is None:
+        _check_size(p, "--width/--height", size)
+    else:
         raise DataError(p, "image_size", "pixels need the image size: pass --width and --height")
-    size = np.broadcast_to(size, (t, 2)) if size.shape == (2,) else size
-    if size.shape != (t, 2) or not (size > 0).all():
-        raise DataError(p, "image_size", f"expected (2,) or ({t}, 2) positive, got {size.shape}")
+    size = np.broadcast_to(size, (t, 2))
+    if file_fps is not None and not (np.isfinite(file_fps) and file_fps > 0):
+        raise DataError(p, "fps", f"must be positive, got {file_fps:g}")
+    if file_fps is not None and fps is not None and not np.isclose(file_fps, fps):
+        raise DataError(p, "fps", f"the file says {file_fps:g}, but --fps {fps:g}")
     rate = file_fps if file_fps is not None else fps
-    if rate is not None and not rate > 0:
-        raise DataError(p, "fps", f"must be positive, got {rate}")
     frames = [
         Frame(i, None if rate is None else i / rate, int(size[i, 0]), int(size[i, 1]), f"{i:06d}")
         for i in range(t)
@@ -235,6 +300,13 @@ def _read_coco(p: Path, anns: list, images: list | None, layout, image_size, fps
     ids = sorted(set(by_image) | set(info), key=lambda v: (str(type(v)), v))
     names = [info.get(i, (str(i), None))[0] for i in ids]
     sizes = [info[i][1] if i in info and None not in info[i][1] else image_size for i in ids]
+    for n, i in zip(names, ids):
+        if i in info and None not in info[i][1] and image_size is not None:
+            try:
+                wh = np.array(info[i][1], np.float64)
+            except (TypeError, ValueError):
+                continue  # not numbers: _frames says so
+            _same_size(p, f"images[{n}]", wh, image_size)
     frames = _frames(len(ids), names, sizes, fps, p)
     return Detections(frames, [by_image.get(i, []) for i in ids], lay, fps, str(p))
 

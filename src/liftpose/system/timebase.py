@@ -11,6 +11,7 @@ the last sample, which looks at no later frame, for causal lifting).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,9 +36,17 @@ class TrackError(ValueError):
 
 
 def fill_gaps(
-    values: np.ndarray, scores: np.ndarray, threshold: float, max_gap: int, min_valid: float = 0.5
+    values: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    max_gap: int,
+    min_valid: float = 0.5,
+    names: Sequence[str] | None = None,
+    frame_names: Sequence[str] | None = None,
 ) -> Filled:
     """Fill low-confidence joints of ``values (T, J, C)`` with ``scores (T, J)``.
+
+    ``names`` (``J``) and ``frame_names`` (``T``) only word the error.
 
     Raises :class:`TrackError` when less than ``min_valid`` of the joint-frames are confident
     or when an absent (non-finite) joint lies in a gap longer than ``max_gap``.
@@ -73,8 +82,12 @@ def fill_gaps(
     absent = ~np.isfinite(v).all(-1)
     if absent.any():
         f, k = np.argwhere(absent)[0]
+        joint = names[k] if names is not None else f"joint {k}"
+        frame = frame_names[f] if frame_names is not None else str(f)
+        if t == 1:
+            raise TrackError(f"{joint} is missing at frame {frame} (one frame: nothing to fill it)")
         raise TrackError(
-            f"joint {k} is missing at frame {f} and has no confident value within "
+            f"{joint} is missing at frame {frame} and has no confident value within "
             f"{max_gap} frames (the gap limit)"
         )
     return Filled(v, filled, ~ok & ~filled)
