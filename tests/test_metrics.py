@@ -620,3 +620,18 @@ def test_priority_keeps_lowest_whatever_the_update_order():
         results.append(float(m.compute()["mpjpe/frames"]))
     expected = (30.0 + 50.0) / 2 * 3**0.5
     assert results == pytest.approx([expected] * 3, rel=1e-5)
+
+
+def test_results_table_shows_undefined_metrics_as_a_dash():
+    from rich.console import Console
+
+    from liftpose.utils.report import format_results_table
+
+    by_metric = {"mpjpe": {"walk": 50.0, "Avg": 50.0, "Frames": 51.0},
+                 "mpjve": {"walk": float("nan"), "Avg": float("nan")}}  # fmt: skip
+    con = Console(width=100, record=True)
+    con.print(format_results_table(by_metric, ["walk"]))
+    text = con.export_text()
+    assert "nan" not in text.lower() and "50.0" in text and "51.0" in text
+    rows = {line.split("│")[1].strip(): line for line in text.splitlines() if "│" in line}
+    assert rows["Avg"].split("│")[3].strip() == "-" and rows["Frames"].split("│")[3].strip() == "-"

@@ -30,7 +30,9 @@ def split_results(res: dict[str, float]) -> dict[str, dict[str, float]]:
 
 
 def format_results_table(by_metric: dict[str, dict[str, float]], actions: list[str]) -> Table:
-    """Rows: actions, then the mean over actions (Avg) and over frames; columns: metrics."""
+    """Rows: actions, then the mean over actions (Avg) and over frames; columns: metrics. A
+    metric that is not defined for a row (absent, or NaN such as MPJVE without consecutive test
+    frames) shows as ``-``."""
     metrics = [m for m in METRIC_ORDER if m in by_metric] + sorted(
         set(by_metric) - set(METRIC_ORDER)
     )
@@ -40,6 +42,7 @@ def format_results_table(by_metric: dict[str, dict[str, float]], actions: list[s
         table.add_column(METRIC_TITLES.get(m, m), justify="right")
     rows = [a for a in actions if any(a in by_metric[m] for m in metrics)]
     for i, row in enumerate(rows + ["Avg", "Frames"]):
-        cells = [f"{by_metric[m][row]:.1f}" if row in by_metric[m] else "-" for m in metrics]
+        values = [by_metric[m].get(row) for m in metrics]  # undefined (NaN) shows as "-"
+        cells = ["-" if v is None or v != v else f"{v:.1f}" for v in values]
         table.add_row(row, *cells, end_section=i == len(rows) - 1)
     return table
