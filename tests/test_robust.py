@@ -26,12 +26,12 @@ from liftpose.data.datamodule import LiftingDataModule
 from liftpose.data.h36m import write_dataset
 from liftpose.errors import ConfigError, DataError
 from liftpose.eval import data_argument, eval_setup, run_eval
-from liftpose.train import run_train
+from liftpose.train import check_train_config, run_train
 from liftpose.utils.run import CONF_DIR
 
 from .conftest import synthetic_collection
 from .test_configs import compose_cfg
-from .test_train import tiny_cfg
+from .test_train import tiny_cfg, tiny_overrides
 
 
 class StopAt(Callback):
@@ -244,6 +244,27 @@ def test_bad_config_values_stop_before_the_run_folder(arg, key, tmp_path, monkey
     )
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    "args,refused",
+    [
+        (["model.depth=3"], "model.spatial_blocks.1."),
+        (["model.embed_dim_ratio=16"], "shape of model."),
+    ],
+)
+def test_resuming_a_checkpoint_of_another_network_stops_before_the_run_folder(
+    trained, tiny_root, args, refused, tmp_path, monkeypatch, capsys
+):
+    ckpt = trained / "logs" / "run" / "checkpoints" / "last.ckpt"
+    argv = [f"ckpt_path={ckpt}", *tiny_overrides(tiny_root, tmp_path / "cache"), "logger=none"]
+    assert _hydra_main("train", argv + args, monkeypatch, tmp_path) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"liftpose-train: error: {ckpt}: state_dict: does not fit"), err
+    assert refused in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "logs").exists()
+    # the network the checkpoint was trained with passes the check
+    check_train_config(tiny_cfg(tiny_root, tmp_path / "run", [f"ckpt_path={ckpt}"]))
 
 
 def test_truncated_checkpoint_is_one_line_at_eval(trained, tmp_path, monkeypatch, capsys):

@@ -24,7 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from liftpose.errors import ConfigError, DataError
-from liftpose.utils.checkpoint import load_run_checkpoint
+from liftpose.utils.checkpoint import load_run_checkpoint, state_dict_mismatch
 from liftpose.utils.config_check import check_config
 from liftpose.utils.io import atomic_write_text
 from liftpose.utils.run import (
@@ -73,13 +73,18 @@ def check_launch(trainer: L.Trainer) -> None:
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     """Instantiate the datamodule and the LightningModule (with its lifter) from ``cfg``."""
     datamodule = instantiate(cfg.data)
+    module = build_module(cfg, datamodule)
+    module.run_config = to_container(cfg)
+    check_compatible(datamodule, module.model, module)
+    return datamodule, module
+
+
+def build_module(cfg: DictConfig, datamodule: Any) -> L.LightningModule:
+    """The LightningModule of ``cfg`` with its lifter, for the skeleton of ``datamodule``."""
     model = instantiate(cfg.model)
-    module = instantiate(
+    return instantiate(
         cfg.module, model=model, flip_permutation=datamodule.skeleton.flip_permutation.tolist()
     )
-    module.run_config = to_container(cfg)
-    check_compatible(datamodule, model, module)
-    return datamodule, module
 
 
 def check_compatible(datamodule: Any, model: Any, module: Any = None) -> None:
@@ -166,10 +171,43 @@ def seed_run(cfg: DictConfig) -> int | None:
 
 def check_train_config(cfg: DictConfig) -> None:
     """Types and ranges of the keys (:func:`~liftpose.utils.config_check.check_config`) and the
-    checkpoint to resume from, before anything is written."""
+    checkpoint to resume from (:func:`check_resume`), before anything is written."""
     check_config(cfg)
     if cfg.get("ckpt_path") is not None:
-        load_run_checkpoint(cfg.ckpt_path)
+        check_resume(cfg)
+
+
+def check_resume(cfg: DictConfig) -> None:
+    """Refuse ``cfg.ckpt_path`` unless its weights fit the module ``cfg`` builds.
+
+    The checkpoint's ``state_dict`` keys and shapes are compared with those of the module built
+    on the meta device (no memory, no initialisation), so a checkpoint of another network
+    stops the run before its folder exists.
+
+    Raises:
+        DataError: the checkpoint is unreadable or damaged (:func:`load_run_checkpoint`), or
+            has missing, unexpected or wrongly shaped weights (one line naming the first ones).
+    """
+    path = str(cfg.ckpt_path)
+    ckpt, trained = load_run_checkpoint(path)
+    try:
+        datamodule = instantiate(cfg.data)
+        with torch.device("meta"):
+            module = build_module(cfg, datamodule)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, (DataError, ConfigError)):
+            raise err.__cause__ from None
+        raise
+    wrong = state_dict_mismatch(module.state_dict(), ckpt["state_dict"])
+    if wrong is None:
+        return
+    names = [
+        f"{str(c.model._target_).rsplit('.', 1)[-1]} ({str(c.module._target_).rsplit('.', 1)[-1]})"
+        for c in (trained, cfg)
+    ]
+    if names[0] != names[1]:
+        wrong = f"the checkpoint holds {names[0]}, this config builds {names[1]}; {wrong}"
+    raise DataError(path, "state_dict", f"does not fit the model of this config ({wrong})")
 
 
 def run_train(cfg: DictConfig) -> dict:

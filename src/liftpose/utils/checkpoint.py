@@ -43,6 +43,7 @@ __all__ = [
     "portable_config",
     "portable_paths",
     "relative_paths",
+    "state_dict_mismatch",
 ]
 
 #: The checkpoint entries a shipped model keeps (with ``liftpose_hash``, computed anew).
@@ -178,26 +179,44 @@ def load_run_checkpoint(path: str | Path) -> tuple[dict, DictConfig]:
     return ckpt, cfg
 
 
+def state_dict_mismatch(own: dict, state_dict: dict) -> str | None:
+    """What keeps ``state_dict`` from loading into a module whose own state dict is ``own``
+    (keys and shapes; ``own`` may hold meta tensors), in one phrase, or None when it fits.
+
+    E.g. ``missing 24 keys, e.g. model.blocks.1.attn.qkv.weight; shape of model.head.weight
+    differs: (51, 32) in the checkpoint, (51, 64) in the model``.
+    """
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        k for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    parts = []
+    for what, keys in (("missing", missing), ("unexpected", unexpected)):
+        if keys:
+            parts.append(f"{what} {len(keys)} key{'s' if len(keys) > 1 else ''}, e.g. {keys[0]}")
+    if shapes:
+        k = shapes[0]
+        more = f" (and {len(shapes) - 1} more)" if len(shapes) > 1 else ""
+        parts.append(
+            f"shape of {k} differs: {tuple(state_dict[k].shape)} in the checkpoint, "
+            f"{tuple(own[k].shape)} in the model{more}"
+        )
+    return "; ".join(parts) or None
+
+
 def load_weights(module: Any, state_dict: dict, path: str | Path) -> None:
     """``module.load_state_dict(state_dict)``; a mismatch is one :class:`DataError` naming the
-    first missing, unexpected, wrongly shaped or typed entry, or one whose values are not
-    finite in the model's dtype."""
+    missing, unexpected or wrongly shaped entries (:func:`state_dict_mismatch`), the first
+    wrongly typed one, or one whose values are not finite in the model's dtype."""
     import torch
 
     own = module.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    if missing or unexpected:
-        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise DataError(path, "state_dict", f"does not fit the model: {what}")
+    wrong = state_dict_mismatch(own, state_dict)
+    if wrong is not None:
+        raise DataError(path, "state_dict", f"does not fit the model ({wrong})")
     for k, v in own.items():
         w = state_dict[k]
-        if tuple(w.shape) != tuple(v.shape):
-            raise DataError(
-                path,
-                f"state_dict[{k!r}]",
-                f"shape {tuple(w.shape)}, the model has {tuple(v.shape)}",
-            )
         if v.is_floating_point():
             if not w.is_floating_point():
                 raise DataError(
