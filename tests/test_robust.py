@@ -247,6 +247,38 @@ def test_bad_config_values_stop_before_the_run_folder(arg, key, tmp_path, monkey
 
 
 @pytest.mark.parametrize(
+    "args,key",
+    [
+        (
+            ["model.dropout=1.5"],
+            "model.dropout: no such key in the config; add it with +model.dropout=1.5",
+        ),
+        (
+            ["trainer.limit_train_batches=abc"],
+            "trainer.limit_train_batches: no such key in the config; add it with "
+            "+trainer.limit_train_batches=abc",
+        ),
+        (["model.depth=[1"], "model.depth=[1: not a valid override (no viable alternative"),
+        (["data=nonexist"], "data=nonexist: no such data option (coco, embedded,"),
+        (["+frames=3"], "+frames=3: Could not append to config. An item is already at 'frames'"),
+        (
+            ["-m", "model.nope=1,2"],
+            "model.nope: no such key in the config; add it with +model.nope=1,2",
+        ),
+        (["-m", "seed=0,1", "model=a,b"], "model=a,b: no such model option (ampose,"),
+    ],
+)
+def test_override_errors_are_one_line_before_the_run_folder(
+    args, key, tmp_path, monkeypatch, capsys
+):
+    assert _hydra_main("train", args, monkeypatch, tmp_path) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"liftpose-train: error: {key}"), err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
     "args,refused",
     [
         (["model.depth=3"], "model.spatial_blocks.1."),

@@ -191,6 +191,21 @@ def test_ckpt_reference_names_the_other_tables_checkpoint(tmp_path):
         plan(load_spec(write_spec(exp, doc, "t/user.yaml"), exp), "smoke", results, [])
 
 
+@pytest.mark.parametrize(
+    "extra,said",
+    [
+        ("model.dropout=1.5", "model.dropout: no such key in the config; add it with +model."),
+        ("model.depth=[1", "model.depth=[1: not a valid override (no viable alternative"),
+    ],
+)
+def test_an_override_that_does_not_compose_is_one_line(tmp_path, extra, said):
+    spec = load_spec(write_spec(tmp_path / "exp", SPEC), tmp_path / "exp")
+    with pytest.raises(ConfigError) as e:
+        plan(spec, "smoke", tmp_path / "results", [extra])
+    assert f"the overrides do not compose: {said}" in str(e.value)
+    assert len(str(e.value).splitlines()) == 1
+
+
 def test_rows_and_seeds_choose_what_runs_now(tmp_path, monkeypatch):
     """``--rows`` and ``--seeds`` pick the jobs launched in every matching table."""
     import liftpose.tables.run as run

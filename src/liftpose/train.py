@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from liftpose.errors import ConfigError, DataError
 from liftpose.utils.checkpoint import load_run_checkpoint, state_dict_mismatch
-from liftpose.utils.config_check import check_config
+from liftpose.utils.config_check import check_command_line, check_config
 from liftpose.utils.io import atomic_write_text
 from liftpose.utils.run import (
     CONF_DIR,
@@ -305,7 +305,7 @@ def record_failure(run_dir: Path) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _main(cfg: DictConfig) -> float | None:
     OmegaConf.set_struct(cfg, False)
     try:
         doc = run_train(cfg)
@@ -319,6 +319,12 @@ def main(cfg: DictConfig) -> float | None:
         raise
     metrics = doc.get("metrics", {})
     return metrics.get("test/mpjpe", metrics.get("test/AP"))
+
+
+def main() -> None:
+    """The ``liftpose-train`` command: the overrides, then the run (:func:`run_train`)."""
+    check_command_line("train", sys.argv[1:])
+    _main()
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import HydraException
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -53,6 +54,7 @@ from liftpose.tables.spec import (
     find_specs,
     load_spec,
 )
+from liftpose.utils.config_check import composition_error
 from liftpose.utils.io import atomic_write_text
 from liftpose.utils.run import CONF_DIR
 
@@ -211,9 +213,10 @@ def plan(spec: TableSpec, scale: str, results: Path, extra: list[str]) -> list[J
             try:
                 h = config_hash(compose_job(ov))
             except Exception as e:  # noqa: BLE001 - any composition error names the row
+                why = composition_error(e, ov) if isinstance(e, HydraException) else e
                 raise ConfigError(
                     f"experiments/{spec.id}.yaml: rows[{row.name}] at scale {scale}: "
-                    f"the overrides do not compose: {e}"
+                    f"the overrides do not compose: {why}"
                 ) from e
             job = Job(row, seed, ov, table_dir(results, spec) / row.name / f"seed{seed}-{h}")
             if not job.done:

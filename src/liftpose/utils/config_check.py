@@ -11,6 +11,13 @@ raised as one :class:`~liftpose.errors.ConfigError` naming the key and its value
 
 :class:`CheckConfig` runs the check as a Hydra callback at the start of a run or multirun, before
 Hydra creates the run folder; on a bad config it prints that line and exits with status 2.
+
+Before that, :func:`check_command_line` composes the config from the command line as Hydra
+will, so that an override Hydra cannot apply (a key the config does not have, a value that does
+not parse, a config group option that does not exist) is one line naming it and exit status 2
+too (:func:`composition_error`), where Hydra would print several lines and exit with status 1::
+
+    model.dropout: no such key in the config; add it with +model.dropout=1.5
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import functools
 import inspect
 import sys
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +39,15 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from liftpose.errors import ConfigError, DataError
 
-__all__ = ["RANGES", "TOP_LEVEL", "CheckConfig", "check_config"]
+__all__ = [
+    "RANGES",
+    "TOP_LEVEL",
+    "CheckConfig",
+    "check_command_line",
+    "check_config",
+    "composition_error",
+    "no_such_key",
+]
 
 #: Allowed ranges of numeric keys, by config path (``fnmatch`` patterns). ``None`` always passes
 #: (it means "off" or "default" where a key takes it).
@@ -256,3 +272,133 @@ class CheckConfig(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._run(config)
+
+
+def _added(override: Any) -> str:
+    """``override`` (parsed) as the ``+key=value`` that adds its key."""
+    line = override.input_line
+    return line if line.startswith("+") else f"+{line}"
+
+
+def no_such_key(key: str, added: str) -> str:
+    """The message for an override of ``key``, a key the config does not have; ``added`` is the
+    override that would add it (``+key=value``)."""
+    return f"{key}: no such key in the config; add it with {added}"
+
+
+def composition_error(
+    err: Exception,
+    overrides: list[str],
+    unknown_key: Callable[[str, str], str] = no_such_key,
+) -> str:
+    """One line, naming the override, for the error Hydra raised composing a config with
+    ``overrides``.
+
+    Args:
+        err: Hydra's ``OverrideParseException``, ``MissingConfigException`` or
+            ``ConfigCompositionException``.
+        overrides: the command-line overrides.
+        unknown_key: the message for a key the config does not have, from the key and the
+            ``+key=value`` override that would add it (default :func:`no_such_key`).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import MissingConfigException, OverrideParseException
+
+    def one_line(text: str) -> str:
+        return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+    if isinstance(err, OverrideParseException):
+        return f"{err.override}: not a valid override ({err.message.splitlines()[0]})"
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # noqa: BLE001 - the error is reported without naming an override
+        parsed = []
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file:
+        missing = err.missing_cfg_file
+        for o in parsed:
+            if missing.startswith(f"{o.key_or_group}/"):
+                options = ", ".join(err.options or [])
+                return f"{o.input_line}: no such {o.key_or_group} option ({options})"
+        return f"{missing}: config not found ({', '.join(err.options or [])})"
+    cause = err.__cause__
+    full_key = getattr(cause, "full_key", None)
+    if "not in struct" in str(cause) or "not in 'HydraConf'" in str(cause):
+        for o in parsed:
+            if full_key and (o.key_or_group + ".").startswith(f"{full_key}."):
+                return unknown_key(o.key_or_group, _added(o))
+    text = one_line(str(err))
+    for o in parsed:
+        if f"'{o.key_or_group}'" in text or f"'{o.input_line}'" in text:
+            return f"{o.input_line}: {text}"
+    return text
+
+
+def _first_job(overrides: list[str]) -> list[str] | None:
+    """The overrides of a multirun's first job (each sweep at its first value), or None when
+    a sweep cannot be enumerated here."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        out = []
+        for o in parsed:
+            if o.is_sweep_override():
+                out.append(f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}")
+            else:
+                out.append(o.input_line)
+        return out
+    except Exception:  # noqa: BLE001 - a glob or interval sweep: the sweeper expands it
+        return None
+
+
+def check_command_line(
+    config_name: str,
+    argv: list[str],
+    unknown_key: Callable[[str, str], str] = no_such_key,
+) -> None:
+    """Compose ``conf/<config_name>.yaml`` with the overrides of the command line ``argv`` as
+    Hydra will (for ``-m``, the sweep's config and its first job's); an override that does not
+    compose prints one line (:func:`composition_error`) and exits with status 2.
+
+    Command lines that print help, or pick another config (``--config-name`` ...), are left to
+    Hydra.
+    """
+    from hydra import initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from hydra.types import RunMode
+
+    from liftpose.utils.run import CONF_DIR
+
+    try:
+        args = get_args_parser().parse_args(argv)
+    except SystemExit:
+        return  # Hydra's own parser reports it
+    if (
+        args.help
+        or args.hydra_help
+        or args.shell_completion
+        or args.info
+        or args.config_path
+        or args.config_name
+        or args.config_dir
+        or args.experimental_rerun
+    ):
+        return
+    overrides = list(args.overrides)
+    runs = [(overrides, RunMode.MULTIRUN if args.multirun else RunMode.RUN)]
+    if args.multirun:
+        job = _first_job(overrides)
+        if job is not None:
+            runs.append((job, RunMode.RUN))
+    for ovs, mode in runs:
+        try:
+            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+                gh = GlobalHydra.instance()
+                assert gh.hydra is not None
+                gh.hydra.compose_config(config_name, ovs, run_mode=mode, from_shell=True)
+        except HydraException as err:
+            message = composition_error(err, overrides, unknown_key)  # as typed
+            print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+            sys.exit(2)
