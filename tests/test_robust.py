@@ -299,6 +299,19 @@ def test_resuming_a_checkpoint_of_another_network_stops_before_the_run_folder(
     check_train_config(tiny_cfg(tiny_root, tmp_path / "run", [f"ckpt_path={ckpt}"]))
 
 
+@pytest.mark.parametrize("arg", ["+frames=81", "frames=81", "+model.depth=2"])
+def test_eval_refuses_keys_of_the_training_config_by_name(
+    trained, arg, tmp_path, monkeypatch, capsys
+):
+    ckpt = trained / "logs" / "run" / "checkpoints" / "last.ckpt"
+    assert _hydra_main("eval", [f"ckpt_path={ckpt}", arg], monkeypatch, tmp_path) == 2
+    err = capsys.readouterr().err.strip()
+    key = arg.lstrip("+").split("=")[0]
+    assert err.startswith(f"liftpose-eval: error: {key}: not a liftpose-eval setting"), err
+    assert f"+override.{arg.lstrip('+')}" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "logs").exists()
+
+
 def test_truncated_checkpoint_is_one_line_at_eval(trained, tmp_path, monkeypatch, capsys):
     ckpt = trained / "logs" / "run" / "checkpoints" / "last.ckpt"
     cut = tmp_path / "cut.ckpt"

@@ -19,7 +19,9 @@ settings ``override.module.test_flip``, ``override.module.zero_root_eval`` and
 ``override.module.symmetric_bones``. Anything that
 would change the network the checkpoint holds (``model.*``, ``frames``, ``data.receptive_field``,
 ``data.layout``, the module's target or losses) is refused, naming the key, before anything is
-written. ``metrics.json`` records the config that was evaluated and, under ``eval``, the
+written. So is a top-level key that is not an evaluation setting (``frames=81``,
+``+model.depth=2``): the checkpoint's config changes only through ``+override.<key>``.
+``metrics.json`` records the config that was evaluated and, under ``eval``, the
 checkpoint, the data and the overrides applied.
 """
 
@@ -48,7 +50,7 @@ from liftpose.train import (
     write_metrics,
 )
 from liftpose.utils.checkpoint import load_run_checkpoint, load_weights
-from liftpose.utils.config_check import check_config
+from liftpose.utils.config_check import check_command_line, check_config, no_such_key
 from liftpose.utils.run import CONF_DIR, instantiate_group
 
 #: ``override`` keys that evaluation may change (everything under ``data`` but these ...)
@@ -59,6 +61,36 @@ ARCHITECTURE_DATA_KEYS = ("data.receptive_field", "data.layout")
 FROM_CHECKPOINT = ("receptive_field", "layout", "target")
 #: Top-level keys of ``eval.yaml`` checked by :func:`check_eval_config`.
 EVAL_TOP_LEVEL = {"seed": int | None, "ckpt_path": str, "data_root": str | None, "task_name": str}
+#: Every top-level key of an evaluation's config; any other belongs to the training config,
+#: which changes only through ``+override.<key>`` (:func:`not_an_eval_setting`).
+EVAL_SETTINGS = frozenset(
+    {*EVAL_TOP_LEVEL, "tags", "override", "data", "trainer", "logger", "paths", "hydra"}
+)
+
+
+def not_an_eval_setting(key: str, added: str) -> str:
+    """The message for ``key``, which the evaluation config does not have; ``added`` is the
+    ``+key=value`` override that would add it. A key of the training config is pointed at
+    ``+override.<key>``."""
+    if key.split(".")[0] in EVAL_SETTINGS:
+        return no_such_key(key, added)
+    value = added.split("=", 1)[1]
+    return (
+        f"{key}: not a liftpose-eval setting; the checkpoint's config changes only through "
+        f"+override.{key}={value}"
+    )
+
+
+def check_eval_keys(cfg: DictConfig) -> None:
+    """Refuse a top-level key that is not an evaluation setting (:data:`EVAL_SETTINGS`), naming
+    its first entry (``+frames=81``, ``+model.depth=2``)."""
+    for key in cfg:
+        if key in EVAL_SETTINGS:
+            continue
+        node = cfg._get_node(key)
+        value = OmegaConf.to_container(node) if OmegaConf.is_config(node) else cfg[key]
+        leaf, leaf_value = next(iter(_flatten({key: value}).items()))
+        raise ConfigError(not_an_eval_setting(leaf, f"+{leaf}={leaf_value}"))
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -150,8 +182,10 @@ def eval_setup(cfg: DictConfig) -> tuple[dict, DictConfig, dict]:
 
     Raises:
         DataError: an unreadable checkpoint, a dataset folder that cannot be used.
-        ConfigError: an override that would change the network, a bad type or range.
+        ConfigError: a key that is not an evaluation setting, an override that would change
+            the network, a bad type or range.
     """
+    check_eval_keys(cfg)
     check_config(cfg, EVAL_TOP_LEVEL)
     ckpt_path = str(cfg.ckpt_path)
     ckpt, train_cfg = _checkpoint(ckpt_path)
@@ -290,6 +324,7 @@ def main() -> None:
     """The ``liftpose-eval`` command."""
     options = sorted(p.stem for p in (Path(CONF_DIR) / "data").glob("*.yaml"))
     sys.argv[1:] = data_argument(sys.argv[1:], options)
+    check_command_line("eval", sys.argv[1:], not_an_eval_setting)
     _main()
 
 
