@@ -347,6 +347,12 @@ def test_eval_refuses_overrides_that_change_the_network(trained, tmp_path, overr
         eval_setup(eval_cfg(trained, tmp_path, [override]))
 
 
+def test_eval_accepts_an_override_equal_to_the_trained_value(trained, tmp_path):
+    """Repeating the checkpoint's own architecture values changes nothing: not refused."""
+    cfg = eval_cfg(trained, tmp_path, ["+override.frames=9", "+override.data.receptive_field=9"])
+    eval_setup(cfg)
+
+
 def test_eval_applies_and_records_data_stride_and_flip(trained, tmp_path):
     doc = run_eval(
         eval_cfg(

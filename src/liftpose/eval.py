@@ -103,12 +103,17 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def check_overrides(override: dict, train_cfg: DictConfig) -> None:
-    """Refuse, by name, an ``override`` entry that evaluation cannot apply (:data:`EVAL_KEYS`)."""
+    """Refuse, by name, an ``override`` entry that evaluation cannot apply (:data:`EVAL_KEYS`);
+    one that repeats the value the checkpoint was trained with changes nothing and passes."""
     for key, value in _flatten(override).items():
         allowed = key.startswith(EVAL_KEYS) and not key.startswith(ARCHITECTURE_DATA_KEYS)
         if allowed:
             continue
         was = OmegaConf.select(train_cfg, key, default="<absent>")
+        if OmegaConf.is_config(was):
+            was = OmegaConf.to_container(was, resolve=True)
+        if was == value:  # the value the checkpoint was trained with: nothing changes
+            continue
         if key.startswith(("model.", "frames", "data.", "module.")):
             why = (
                 f"would change the network the checkpoint holds (trained with {key}={was}); "
