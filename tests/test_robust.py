@@ -506,3 +506,27 @@ def test_run_killed_mid_epoch_resumes_bit_identically(tiny_root, tmp_path):
     for sa, sb in zip(a["optimizer_states"][0]["state"].values(),
                       b["optimizer_states"][0]["state"].values()):  # fmt: skip
         torch.testing.assert_close(sa["exp_avg"], sb["exp_avg"], rtol=0, atol=0)
+
+
+def test_a_folder_an_earlier_run_wrote_is_refused_as_the_run_folder(
+    trained, tiny_root, tmp_path, monkeypatch, capsys
+):
+    """hydra.run.dir naming an earlier run's folder: one line, exit 2, the folder untouched;
+    resuming that run in its own folder passes the check."""
+    from liftpose.utils.config_check import earlier_run_folder
+
+    run = trained / "logs" / "run"
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    argv = [f"hydra.run.dir={run}", *tiny_overrides(tiny_root, tmp_path / "cache"), "logger=none"]
+    assert _hydra_main("train", argv, monkeypatch, tmp_path) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"liftpose-train: error: hydra.run.dir={run}: holds an earlier run")
+    assert len(err.splitlines()) == 1
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+    assert _hydra_main("eval", [f"ckpt_path={run}/checkpoints/last.ckpt", f"hydra.run.dir={run}"],
+                       monkeypatch, tmp_path) == 2  # fmt: skip
+    assert "holds an earlier run" in capsys.readouterr().err
+    resume = [f"hydra.run.dir={run}", f"ckpt_path={run}/checkpoints/last.ckpt"]
+    assert earlier_run_folder(resume) is None
+    assert earlier_run_folder(resume, resume_ok=False) is not None
+    assert earlier_run_folder([f"hydra.run.dir={tmp_path / 'new'}"]) is None

@@ -402,3 +402,44 @@ def check_command_line(
             message = composition_error(err, overrides, unknown_key)  # as typed
             print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
             sys.exit(2)
+    message = earlier_run_folder(overrides, resume_ok=config_name == "train")
+    if message is not None:
+        print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+#: what a run leaves in its folder (Hydra's ``.hydra/`` is written before the run starts)
+RUN_FILES = ("metrics.json", "checkpoints", "csv", ".hydra", "error.log")
+
+
+def earlier_run_folder(overrides: list[str], resume_ok: bool = True) -> str | None:
+    """The one-line refusal of a ``hydra.run.dir=`` override that names a folder an earlier run
+    wrote into (runs never share a folder: Hydra would rewrite its ``.hydra/`` and the run its
+    ``metrics.json`` and checkpoints), else None. (A multirun's ``hydra.sweep.dir`` holds one
+    sub-folder per job; ``liftpose-tables`` reuses its table's to add the rows still missing.)
+
+    A training run resuming from a checkpoint inside that folder (``ckpt_path=<dir>/checkpoints/
+    last.ckpt``, a requeued job) continues its own run there and passes (``resume_ok``).
+    """
+    values = {}
+    for ov in overrides:
+        key, sep, value = ov.lstrip("+~").partition("=")
+        if sep:
+            values[key] = value.strip("'\"")
+    ckpt = values.get("ckpt_path")
+    for key in ("hydra.run.dir",):
+        folder = values.get(key)
+        if not folder or "${" in folder:
+            continue
+        path = Path(folder).expanduser()
+        found = [name for name in RUN_FILES if (path / name).exists()]
+        if not found:
+            continue
+        if resume_ok and ckpt and path.resolve() in Path(ckpt).expanduser().resolve().parents:
+            continue
+        return (
+            f"{key}={folder}: holds an earlier run ({', '.join(found)}); runs never share a "
+            "folder: choose a new one, or resume that run there with ckpt_path="
+            f"{folder}/checkpoints/last.ckpt"
+        )
+    return None
