@@ -268,7 +268,12 @@ def test_settings_are_checked_before_any_work(tmp_path):
         ({"image_size": (0.0, 480.0)}, "--width: must be positive, at most 100000, got 0"),
         ({"image_size": (640.0, 1e12)}, "--height: must be positive, at most 100000, got 1e+12"),
         ({"threshold": -0.1}, "--threshold: must be a confidence >= 0, got -0.1"),
-        ({"max_gap": -1}, "--max-gap: must be a whole number of frames >= 0, got -1"),
+        ({"max_gap": -1}, "--max-gap: must be a whole number of frames, 0 to 1000000, got -1"),
+        (
+            {"max_gap": 10**20},
+            "--max-gap: must be a whole number of frames, 0 to 1000000, got 100000000000000000000",
+        ),
+        ({"max_gap": 2.5}, "--max-gap: must be a whole number of frames, 0 to 1000000, got 2.5"),
         ({"detector": "foo"}, "--detector: unknown detector 'foo' (blazepose, hrnet:<ckpt>)"),
     ]
     for extra, message in cases:

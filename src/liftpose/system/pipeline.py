@@ -29,6 +29,9 @@ from liftpose.system.person import Detections, Frame
 from liftpose.system.timebase import TrackError, fill_gaps, resample, uniform_times
 from liftpose.system.tracking import Track, select_tracks, track_people
 
+#: the longest ``--max-gap`` accepted, frames (over an hour at 250 frames/s)
+MAX_GAP = 1_000_000
+
 
 @dataclass
 class Settings:
@@ -222,8 +225,13 @@ def check_settings(s: Settings) -> None:
         for option, v in zip(("--width", "--height"), s.image_size):
             number(option, v, 0 < v <= MAX_IMAGE_SIDE, f"positive, at most {MAX_IMAGE_SIDE}")
     number("--threshold", s.threshold, s.threshold >= 0, "a confidence >= 0")
-    number("--max-gap", s.max_gap, s.max_gap >= 0 and s.max_gap == int(s.max_gap),
-           "a whole number of frames >= 0")  # fmt: skip
+    gap = s.max_gap  # a whole number first: a huge Python int is no float for isfinite
+    whole = isinstance(gap, (int, np.integer)) and not isinstance(gap, bool)
+    whole = whole or (isinstance(gap, float) and gap.is_integer())
+    if not (whole and 0 <= gap <= MAX_GAP):
+        raise DataError(
+            None, "--max-gap", f"must be a whole number of frames, 0 to {MAX_GAP}, got {gap}"
+        )
     number("min_valid", s.min_valid, 0 <= s.min_valid <= 1, "a fraction in [0, 1]")
     from liftpose.system.detectors import check_detector
 
