@@ -276,11 +276,16 @@ def test_settings_are_checked_before_any_work(tmp_path):
         ({"max_gap": 2.5}, "--max-gap: must be a whole number of frames, 0 to 1000000, got 2.5"),
         ({"detector": "foo"}, "--detector: unknown detector 'foo' (blazepose, hrnet:<ckpt>)"),
     ]
+    for person in ("foo", "-1", "1.5", "", " 1"):
+        want = f"--person: largest, all or a track id (a whole number >= 0), got {person!r}"
+        cases.append(({"person": person}, want))
     for extra, message in cases:
         with pytest.raises(DataError) as e:
             check_settings(Settings(**base, **extra))
         assert str(e.value) == message
     check_settings(Settings(**base, fps=30.0, image_size=(640.0, 480.0)))
+    for person in ("largest", "all", "0", "12"):
+        check_settings(Settings(**base, person=person))
 
 
 def test_option_errors_name_the_option_not_a_file(tmp_path):

@@ -232,6 +232,11 @@ def check_settings(s: Settings) -> None:
         raise DataError(
             None, "--max-gap", f"must be a whole number of frames, 0 to {MAX_GAP}, got {gap}"
         )
+    person = s.person
+    if not (person in ("largest", "all") or (person.isascii() and person.isdigit())):
+        raise DataError(
+            None, "--person", f"largest, all or a track id (a whole number >= 0), got {person!r}"
+        )
     number("min_valid", s.min_valid, 0 <= s.min_valid <= 1, "a fraction in [0, 1]")
     from liftpose.system.detectors import check_detector
 
