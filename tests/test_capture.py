@@ -104,6 +104,12 @@ def test_capture_folder_writes_loads_and_protects(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"data_3d_user\.npz: file: exists and was not written"):
         capture_folder(src, "amc", root, "user", log=lambda _: None)
     assert (root / "data_3d_user.npz").read_bytes() == b"the user's"
+    # a folder at an output path is not liftpose's either: the same refusal, nothing written
+    (root / "data_3d_mine.npz").mkdir()
+    with pytest.raises(DataError, match=r"data_3d_mine\.npz: file: exists and was not written"):
+        capture_folder(src, "amc", root, "mine", log=lambda _: None)
+    assert not any((root / "data_3d_mine.npz").iterdir())
+    assert not manifest_path(root, "mine").exists()
 
 
 def test_capture_cli_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys) -> None:
@@ -122,6 +128,11 @@ def test_capture_cli_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, ca
     assert "--subjects: ['99'] not found" in capsys.readouterr().err
     assert data_main([*argv, "--person-height", "-5"]) == 2
     assert "person_height_px" in capsys.readouterr().err
+    (root / "data_3d_x.npz").mkdir(parents=True)  # not a file: refused like a user's file
+    assert data_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "data_3d_x.npz: file: exists and was not" in err, err
+    assert [p.name for p in root.iterdir()] == ["data_3d_x.npz"]
 
 
 def test_capture_shared_bandai_clips(tmp_path: Path) -> None:

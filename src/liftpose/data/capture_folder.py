@@ -70,15 +70,21 @@ def check_writable(root: str | Path, name: str) -> None:
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise DataError(man, "files", f"unreadable manifest ({e}); move it away") from None
     for path in _targets(root, name):
-        if path.exists() and written.get(path.name) != file_sha1(path):
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if not path.is_file():  # a folder (or anything but a file) there is not liftpose's
+            why = "was not written by liftpose-data capture (not a file)"
+        elif written.get(path.name) != file_sha1(path):
             why = (
                 "was changed since liftpose-data capture wrote it"
                 if path.name in written
                 else "was not written by liftpose-data capture"
             )
-            raise DataError(
-                path, "file", f"exists and {why}; choose another --root or --name, or move it away"
-            )
+        else:
+            continue  # liftpose's own file, unchanged: rebuilt
+        raise DataError(
+            path, "file", f"exists and {why}; choose another --root or --name, or move it away"
+        )
 
 
 def _summary(collection: dict, filmed: Filmed) -> dict:
