@@ -141,6 +141,19 @@ def test_npz_reader_needs_layout_for_17_joints_and_checks_values(tmp_path):
         np.savez(p, keypoints=k)
         with pytest.raises(DataError, match=match):
             read_keypoints(p, "coco17", image_size=(640, 480))
+    # each field of the wrong type is named, with what it holds
+    wrong = [
+        ({"fps": "thirty"}, "fps: expected a number (frames per second), got 'thirty'"),
+        ({"fps": [25.0, 30.0]}, "fps: expected a number (frames per second), got shape (2,)"),
+        ({"image_size": ["640", "480"]}, "image_size: expected numbers (pixels), got dtype <U3"),
+        ({"layout": 17}, "layout: expected a layout name, got 17"),
+        ({"keypoints": np.full((4, 17, 3), "x")}, "keypoints: expected numbers (pixels), got"),
+    ]
+    for fields, message in wrong:
+        np.savez(p, **{"keypoints": kp, "layout": "coco17", "image_size": [640, 480], **fields})
+        with pytest.raises(DataError) as e:
+            read_keypoints(p)
+        assert str(e.value).startswith(f"{p}: {message}"), str(e.value)
     p.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(DataError, match="unreadable"):
         read_keypoints(p, "coco17", image_size=(640, 480))

@@ -220,15 +220,36 @@ def _frames(n: int, names: list[str], sizes: list, fps: float | None, p: Path) -
 
 
 # --------------------------------------------------------------------------- .npz
+def _npz_field(p: Path, f, key: str, kinds: str, want: str, one: bool = False) -> np.ndarray:
+    """``f[key]``, refused by its name unless its dtype kind is in ``kinds`` (and, with
+    ``one``, it holds a single value)."""
+    try:
+        a = f[key]
+    except ValueError as e:  # an object array: pickled, never loaded
+        raise DataError(p, key, f"unreadable ({e})") from None
+    if a.dtype.kind not in kinds:
+        got = repr(a.item()) if a.size == 1 else f"dtype {a.dtype}, shape {a.shape}"
+        raise DataError(p, key, f"expected {want}, got {got}")
+    if one and a.size != 1:
+        raise DataError(p, key, f"expected {want}, got shape {a.shape}")
+    return a
+
+
 def _read_npz(p: Path, layout, image_size, fps) -> Detections:
     try:
         with np.load(p, allow_pickle=False) as f:
             if "keypoints" not in f.files:
                 raise DataError(p, "keypoints", f"missing key; the file has {f.files}")
-            kp = f["keypoints"].astype(np.float64)
-            found = str(f["layout"]) if "layout" in f.files else None
-            file_fps = float(f["fps"]) if "fps" in f.files else None
-            size = f["image_size"].astype(np.float64) if "image_size" in f.files else None
+            kp = _npz_field(p, f, "keypoints", "iuf", "numbers (pixels)").astype(np.float64)
+            found = file_fps = size = None
+            if "layout" in f.files:
+                found = str(_npz_field(p, f, "layout", "U", "a layout name", one=True).item())
+            if "fps" in f.files:
+                file_fps = float(
+                    _npz_field(p, f, "fps", "iuf", "a number (frames per second)", one=True).item()
+                )
+            if "image_size" in f.files:
+                size = _npz_field(p, f, "image_size", "iuf", "numbers (pixels)").astype(np.float64)
     except DataError:
         raise
     except Exception as e:  # truncated, not an npz, pickled objects
