@@ -143,8 +143,13 @@ def test_bad_inputs_name_file_and_field(tmp_path):
     _rewrite(tmp_path, "ok")
     with pytest.raises(DataError, match=r"data_3d_ok\.npz: positions_3d\[Z\]: unknown subject"):
         load_sequences(tmp_path, "ok", "gt", ["Z"])
-    with pytest.raises(DataError, match=r"data_2d_ok_cpn\.npz: file: not found"):
+    with pytest.raises(DataError, match=r"data_2d_ok_cpn\.npz: file: not found") as e:
         load_sequences(tmp_path, "ok", "cpn", ["A"])
+    # the hint names the setting of each command that reads datasets, on one line
+    hint = str(e.value).split("not found", 1)[1]
+    for setting in ("data.root", "data=<folder> (liftpose-eval)", "--root (liftpose-data)"):
+        assert setting in hint, hint
+    assert "\n" not in str(e.value)
 
     def nan2d(p):
         p["gt"]["A"]["Walk 1"][1][5, 3, 0] = np.nan

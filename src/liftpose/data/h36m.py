@@ -75,10 +75,17 @@ def action_group(action: str) -> str:
     return action.split(" ")[0]
 
 
+#: where a missing dataset file is looked for, per command that reads datasets
+MISSING_FILE_HINT = (
+    "point data.root (liftpose-train), data=<folder> (liftpose-eval) or --root (liftpose-data) "
+    "at its folder"
+)
+
+
 def read_npz_dict(path: Path, key: str) -> tuple[dict, dict | None]:
     """``(f[key] as {subject: {action: ...}}, f["metadata"] or None)`` of a VideoPose3D npz."""
     if not path.exists():
-        raise DataError(path, "file", "not found (point data.root or --root at its folder)")
+        raise DataError(path, "file", f"not found ({MISSING_FILE_HINT})")
     try:
         with np.load(path, allow_pickle=True) as f:
             if key not in f.files:
