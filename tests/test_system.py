@@ -355,6 +355,25 @@ def test_unlabelled_coco_keypoint_is_absent(lifter_ckpt, tmp_path, capsys):
     assert "Head is missing" in got["skipped"][0]["reason"]
 
 
+def test_draw_progress_counts_the_pictures_drawn(lifter_ckpt, tmp_path, capsys):
+    """Photos whose only person is skipped get no picture, and the count says so."""
+    rng = np.random.default_rng(0)
+    res = []
+    for image_id in range(6):
+        kp = np.concatenate([rng.uniform(200, 400, (17, 2)), np.ones((17, 1))], 1)
+        if image_id >= 2:
+            kp[1:3] = 0  # no eyes: no Head, the person is skipped
+        res.append({"image_id": image_id, "category_id": 1, "score": 1.0,
+                    "keypoints": kp.reshape(-1).tolist()})  # fmt: skip
+    (tmp_path / "res.json").write_text(json.dumps(res))
+    out = tmp_path / "o"
+    argv = [str(tmp_path / "res.json"), "--width", "640", "--height", "640"]
+    assert infer_main([*argv, "--lifter", str(lifter_ckpt), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "liftpose-infer: draw 2/2 frames" in err and "draw 6/6" not in err, err
+    assert sorted(p.name for p in (out / "overlay").iterdir()) == ["0.png", "1.png"]
+
+
 def test_photos_without_a_person_are_named(lifter_ckpt, tmp_path, capsys):
     needs_photos()
     photos = tmp_path / "photos"

@@ -74,11 +74,13 @@ class MediaSource:
                 t = None if fps is None else i / fps
                 self.frames.append(Frame(i, t, w, h, f.name))
 
-    def images(self) -> Iterator[tuple[Frame, np.ndarray]]:
-        """``(frame, RGB image)`` for every frame, in order."""
+    def images(self, only: set[int] | None = None) -> Iterator[tuple[Frame, np.ndarray]]:
+        """``(frame, RGB image)`` for every frame (or those whose index is in ``only``), in
+        order; image files outside ``only`` are not read."""
         if self.kind == "images":
             for frame, f in zip(self.frames, self.files):
-                yield frame, read_image(f)
+                if only is None or frame.index in only:
+                    yield frame, read_image(f)
             return
         cap = cv2.VideoCapture(str(self.path))
         try:
@@ -86,7 +88,8 @@ class MediaSource:
                 ok, img = cap.read()
                 if not ok:
                     raise DataError(self.path, f"frame {frame.index}", "could not be decoded")
-                yield frame, cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+                if only is None or frame.index in only:
+                    yield frame, cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         finally:
             cap.release()
 

@@ -448,18 +448,20 @@ def _draw(out, media, dets: Detections, lifted: list[Lifted], layout, s: Setting
     if seq:
         ov_video = VideoWriter(out, "overlay.mp4", rate)
         sk_video = VideoWriter(out, f"skeleton3d.{s.animation}", rate)
-    images = media.images() if media is not None else _blank_frames(dets.frames)
+    # a sequence: every frame; photos: only those with a lifted person (the rest get no picture)
+    todo = list(range(len(dets.frames))) if seq else sorted(by_frame)
+    if media is not None:
+        images = media.images(only=None if seq else set(todo))
+    else:
+        images = _blank_frames([dets.frames[f] for f in todo])
     slots = {p.track.id: k for k, p in enumerate(lifted)}
     t_dec = t_draw = 0.0
     n = 0
-    for frame_no in Progress(s.progress).iterate(range(len(dets.frames)), len(dets.frames), "draw"):
+    for frame_no in Progress(s.progress).iterate(todo, len(todo), "draw"):
         t0 = time.perf_counter()
         frame, img = next(images)
         t1 = time.perf_counter()
         here = by_frame.get(frame_no, [])
-        if not seq and not here:
-            t_dec += t1 - t0
-            continue
         people = [(p.pose_2d[i], np.where(p.filled[i], 0.3, p.scores_2d[i])) for p, i in here]
         kps = [(p.keypoints[i], p.scores[i], layout) for p, i in here]
         label = f"{frame.name}  t={frame.time:.2f}s" if frame.time is not None else frame.name
@@ -481,7 +483,7 @@ def _draw(out, media, dets: Detections, lifted: list[Lifted], layout, s: Setting
         ov_video.close()
         sk_video.close()
     if media is not None and "decode" in times.seconds:
-        times.add("decode", t_dec, len(dets.frames))
+        times.add("decode", t_dec, len(todo))
     times.add("draw", t_draw, n)
 
 
