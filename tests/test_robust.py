@@ -239,6 +239,9 @@ def _hydra_main(module: str, argv: list[str], monkeypatch, root: Path) -> int:
 def test_bad_config_values_stop_before_the_run_folder(arg, key, tmp_path, monkeypatch, capsys):
     assert _hydra_main("train", [arg], monkeypatch, tmp_path) == 2
     err = capsys.readouterr().err.strip()
+    if arg.startswith("+model."):  # the keys an experiment sets for its model: say so
+        hint = "choose its experiment (e.g. experiment=videopose3d_cpu) or drop it with ~experiment"
+        assert err.endswith(hint), err
     assert err == f"liftpose-train: error: {key}" or (
         err.startswith("liftpose-train: error: " + key)
     )
@@ -266,6 +269,10 @@ def test_bad_config_values_stop_before_the_run_folder(arg, key, tmp_path, monkey
             "model.nope: no such key in the config; add it with +model.nope=1,2",
         ),
         (["-m", "seed=0,1", "model=a,b"], "model=a,b: no such model option (ampose,"),
+        (
+            ["experiment=null"],
+            "experiment=null: a config group takes one of its options; ~experiment drops it",
+        ),
     ],
 )
 def test_override_errors_are_one_line_before_the_run_folder(

@@ -159,8 +159,15 @@ def _check_node(node: DictConfig | ListConfig, path: str) -> None:
             _check_node(child, sub)  # a nested object: checked against its own target
             continue
         if target is not None and not open_kwargs and key not in params:
+            hint = (
+                "; an experiment config sets model keys for its own model: with another "
+                "model= choose its experiment (e.g. experiment=videopose3d_cpu) or drop it "
+                "with ~experiment"
+                if sub.startswith("model.")
+                else ""
+            )
             raise ConfigError(
-                f"{sub}: not a parameter of {target} (known: {', '.join(sorted(params))})"
+                f"{sub}: not a parameter of {target} (known: {', '.join(sorted(params))}){hint}"
             )
         if isinstance(child, (DictConfig, ListConfig)) and target is None:
             _check_node(child, sub)
@@ -313,6 +320,13 @@ def composition_error(
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception:  # noqa: BLE001 - the error is reported without naming an override
         parsed = []
+    if isinstance(err, ValueError) and "Config group override" in str(err):
+        for o in parsed:  # e.g. experiment=null: Hydra drops a group's default with ~group
+            if o.value() is None and "." not in o.key_or_group:
+                return (
+                    f"{o.input_line}: a config group takes one of its options; "
+                    f"~{o.key_or_group} drops it"
+                )
     if isinstance(err, MissingConfigException) and err.missing_cfg_file:
         missing = err.missing_cfg_file
         for o in parsed:
@@ -398,7 +412,7 @@ def check_command_line(
                 gh = GlobalHydra.instance()
                 assert gh.hydra is not None
                 gh.hydra.compose_config(config_name, ovs, run_mode=mode, from_shell=True)
-        except HydraException as err:
+        except (HydraException, ValueError) as err:  # ValueError: e.g. a group set to null
             message = composition_error(err, overrides, unknown_key)  # as typed
             print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
             sys.exit(2)
