@@ -49,6 +49,9 @@ def test_cross_attention_fused_and_explicit_paths_agree():
     assert none is None and weights.shape == (3, 4, 5, 11)
     torch.testing.assert_close(weights.sum(-1), torch.ones(3, 4, 5))
     torch.testing.assert_close(fused, explicit, rtol=1e-5, atol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the shared bf16 CPU path of attend
+        half, _ = attn(x, ctx)
+    torch.testing.assert_close(half.float(), explicit, rtol=0.05, atol=0.05)
 
 
 def _identity_linear(layer: torch.nn.Linear) -> None:

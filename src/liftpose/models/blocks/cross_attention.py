@@ -1,7 +1,8 @@
 """Cross-attention of one token set (queries) over another (context), and the Transformer Layer
 of lifting-by-image.txt that uses it.
 
-:class:`CrossAttention` runs on :func:`torch.nn.functional.scaled_dot_product_attention` unless
+:class:`CrossAttention` runs on :func:`~liftpose.models.blocks.attention.attend` (fused
+``scaled_dot_product_attention``, or the faster plain path for bf16 on the CPU) unless
 the caller asks for the attention weights (``need_weights=True``); then it takes the explicit
 path ``softmax(Q K^T * scale) V`` and returns the weights ``A (B, H, N, M)`` beside the output.
 Both paths give the same output (up to float rounding).
@@ -19,10 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from liftpose.models.blocks.attention import Attention
+from liftpose.models.blocks.attention import Attention, attend
 from liftpose.models.blocks.drop import DropPath
 from liftpose.models.blocks.mlp import Mlp
 from liftpose.models.blocks.transformer import default_norm_layer
@@ -101,9 +101,8 @@ class CrossAttention(nn.Module):
             attn = attention_weights(q, k, self.scale)
             out = self.attn_drop(attn).to(v.dtype) @ v
         else:
-            out = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0, scale=self.qk_scale
-            )
+            dropout_p = self.attn_drop.p if self.training else 0.0
+            out = attend(q, k, v, dropout_p=dropout_p, scale=self.qk_scale)
         out = self.proj_drop(self.proj(merge_heads(out)))
         return out, attn
 
