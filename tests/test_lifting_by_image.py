@@ -427,6 +427,24 @@ def test_crops_from_a_tiny_video_in_the_h36m_layout(tmp_path, capsys):
     a = arrays.affine[4]
     src = kp["S1"]["Walking 1"][0][0]
     np.testing.assert_allclose(arrays.pose_2d[4], src @ a[:, :2].T + a[:, 2], atol=1e-3)
+    # training: flips travel in the index (i + n is sample i mirrored) and the order is the
+    # resumable one of the lifting data (a function of the seed and the epoch)
+    from liftpose.data.image_lifting import flip_samples
+    from liftpose.data.sampler import ResumableLoader
+
+    train = dm.dataset("train", train=True)
+    n, plain = len(train), dm.dataset("train")
+    mixed = train.__getitems__([0, n + 1])
+    ref = plain.__getitems__([0, 1])
+    mirrored = flip_samples(ref, torch.tensor([False, True]), train.perm, 32)
+    for key in ("image", "pose_2d", "pose_3d", "affine", "flipped"):
+        torch.testing.assert_close(mixed[key], mirrored[key])
+    torch.manual_seed(3)
+    loader = dm.train_dataloader()
+    assert isinstance(loader, ResumableLoader) and loader.sampler.flip
+    first = [b["frame"].tolist() + b["flipped"].tolist() for b in loader]
+    torch.manual_seed(3)
+    assert [b["frame"].tolist() + b["flipped"].tolist() for b in dm.train_dataloader()] == first
 
 
 def test_crop_errors_name_the_file_and_field_and_write_nothing(tmp_path, capsys):

@@ -38,7 +38,7 @@ from liftpose.data.mpi3dhp import (
     load_3dhp_test,
     load_3dhp_train,
 )
-from liftpose.data.sampler import EpochSampler, ResumableLoader
+from liftpose.data.sampler import training_loader
 from liftpose.data.skeleton import H36M16_KEEP, get_layout, to_layout
 from liftpose.data.windows import WINDOWS, flip_pose, window_indices, window_offsets
 from liftpose.errors import ConfigError, DataError
@@ -764,25 +764,10 @@ class LiftingDataModule(L.LightningDataModule):
         if not self.train_subjects:
             raise ConfigError("data.train_subjects is empty: this data config only tests")
         ds = self.dataset("train", train=True, stride=self.hparams.train_stride)
-        trainer = self.trainer
-        replicas, rank = (1, 0) if trainer is None else (trainer.world_size, trainer.global_rank)
-        seed = torch.initial_seed() % (2**63 - 1)  # seed_everything(seed) makes it the run's
-        if trainer is not None and replicas > 1:
-            seed = trainer.strategy.broadcast(seed, src=0)  # one order for all processes
-        sampler = EpochSampler(
-            len(ds), flip=ds.flip_augment, seed=seed, num_replicas=replicas, rank=rank
-        )
-        nw = self.hparams.num_workers
-        return ResumableLoader(
-            ds,
-            batch_size=self.hparams.batch_size,
-            sampler=sampler,
-            collate_fn=collate_batch,
-            num_workers=nw,
-            persistent_workers=nw > 0,
-            drop_last=False,
-            generator=torch.Generator(),  # starting an epoch leaves the global RNG alone
-        )
+        return training_loader(
+            ds, self.hparams.batch_size, self.trainer, ds.flip_augment,
+            self.hparams.num_workers, collate_batch,
+        )  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
         ds = self.dataset("test", stride=self.hparams.val_stride)

@@ -28,7 +28,6 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import h5py
@@ -44,6 +43,8 @@ from liftpose.data.crops import (
     build_crop_cache,
     crop_cache_path,
 )
+from liftpose.data.datamodule import collate_batch
+from liftpose.data.sampler import training_loader
 from liftpose.data.skeleton import H36M17
 from liftpose.data.transforms2d import IMAGENET_MEAN, IMAGENET_STD
 from liftpose.errors import ConfigError, DataError
@@ -109,7 +110,8 @@ class CropDataset(Dataset):
         split: ``train`` or ``test``.
         arrays: its :class:`CropArrays`.
         rows: which rows (default all).
-        flip_augment: mirror each sample with probability 1/2.
+        flip_augment: an index ``i + len(self)`` reads sample ``i`` mirrored (the sampler of
+            :func:`~liftpose.data.sampler.training_loader` picks the flips).
         flip_permutation: left/right joint permutation.
         with_mask: return the body masks (when the cache has them).
     """
@@ -173,7 +175,15 @@ class CropDataset(Dataset):
         return images, masks
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        rows = self.rows[np.asarray(indices, np.int64)]
+        """A whole batch (module docstring). With ``flip_augment``, an index ``i + len(self)``
+        is sample ``i`` mirrored (the training sampler,
+        :class:`~liftpose.data.sampler.EpochSampler`, tosses the coin)."""
+        index = np.asarray(indices, np.int64)
+        flip = None
+        if self.flip_augment:
+            flip = torch.from_numpy(index >= len(self))
+            index = index % len(self)
+        rows = self.rows[index]
         a = self.arrays
         images, masks = self.read(rows)
         b, h, w = images.shape[:3]
@@ -193,10 +203,8 @@ class CropDataset(Dataset):
         }
         if masks is not None:
             batch["mask"] = torch.from_numpy(masks)
-        if self.flip_augment:
-            flip = torch.rand(b) < 0.5
-            if flip.any():
-                batch = flip_samples(batch, flip, self.perm, w)
+        if flip is not None and flip.any():
+            batch = flip_samples(batch, flip, self.perm, w)
         return batch
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -228,11 +236,6 @@ def flip_samples(
     out["affine"] = aff
     out["flipped"] = batch["flipped"] ^ which
     return out
-
-
-def collate_batch(batch: Any) -> Any:
-    """The dataset returns whole batches."""
-    return batch
 
 
 class ImageLiftingDataModule(L.LightningDataModule):
@@ -420,12 +423,12 @@ class ImageLiftingDataModule(L.LightningDataModule):
             with_mask=not train,
         )
 
-    def _loader(self, ds: CropDataset, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, ds: CropDataset, batch_size: int) -> DataLoader:
+        """An evaluation loader: the crops in order."""
         nw = int(self.hparams.num_workers)
         return DataLoader(
             ds,
             batch_size=batch_size,
-            shuffle=shuffle,
             collate_fn=collate_batch,
             num_workers=nw,
             persistent_workers=nw > 0,
@@ -433,12 +436,17 @@ class ImageLiftingDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled, flipped training crops in an order that depends on the seed and the epoch
+        only: resumable from within an epoch (:mod:`liftpose.data.sampler`)."""
         ds = self.dataset("train", train=True, stride=self.hparams.train_stride)
-        return self._loader(ds, self.hparams.batch_size, True)
+        return training_loader(
+            ds, self.hparams.batch_size, self.trainer, ds.flip_augment,
+            int(self.hparams.num_workers), collate_batch, torch.cuda.is_available(),
+        )  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
         ds = self.dataset("test", stride=self.hparams.val_stride)
-        return self._loader(ds, self.hparams.test_batch_size, False)
+        return self._loader(ds, self.hparams.test_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("test"), self.hparams.test_batch_size, False)
+        return self._loader(self.dataset("test"), self.hparams.test_batch_size)

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-__all__ = ["EpochSampler", "ResumableLoader"]
+__all__ = ["EpochSampler", "ResumableLoader", "training_loader"]
 
 
 class EpochSampler(DistributedSampler):
@@ -119,3 +119,35 @@ class ResumableLoader(DataLoader):
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.sampler.seed = int(state["seed"])
         self.sampler.resume(int(state["epoch"]), int(state["batches"]) * int(self.batch_size))
+
+
+def training_loader(
+    dataset: Any,
+    batch_size: int,
+    trainer: Any = None,
+    flip: bool = False,
+    num_workers: int = 0,
+    collate_fn: Any = None,
+    pin_memory: bool = False,
+) -> ResumableLoader:
+    """The training loader of a DataModule: an :class:`EpochSampler` (order and flips from the
+    run's seed and the epoch; a flipped sample is index ``i + len(dataset)``, which the dataset
+    must read as sample ``i`` mirrored) in a :class:`ResumableLoader`, one shard per process
+    under DDP (``trainer``'s world size and rank; rank 0's seed for all).
+    """
+    replicas, rank = (1, 0) if trainer is None else (trainer.world_size, trainer.global_rank)
+    seed = torch.initial_seed() % (2**63 - 1)  # seed_everything(seed) makes it the run's
+    if trainer is not None and replicas > 1:
+        seed = trainer.strategy.broadcast(seed, src=0)  # one order for all processes
+    sampler = EpochSampler(len(dataset), flip=flip, seed=seed, num_replicas=replicas, rank=rank)
+    return ResumableLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        collate_fn=collate_fn,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
+        drop_last=False,
+        generator=torch.Generator(),  # starting an epoch leaves the global RNG alone
+    )
