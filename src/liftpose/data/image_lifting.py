@@ -342,19 +342,16 @@ class ImageLiftingDataModule(L.LightningDataModule):
     def cache_path(self) -> Path:
         """The crop cache of these settings (:func:`liftpose.data.crops.crop_cache_path`)."""
         if self._path is None:
-            hp = self.hparams
-            self._path = crop_cache_path(
-                hp.cache_dir,
-                self.root,
-                hp.name,
-                hp.keypoints,
-                {"train": self.train_subjects, "test": self.test_subjects},
-                self.settings,
-                self.source,
-                hp.actions,
-                hp.cameras,
-            )
+            self._path = crop_cache_path(self.hparams.cache_dir, *self._crop_selection())
         return self._path
+
+    def _crop_selection(self) -> tuple:
+        """``(root, name, keypoints, splits, settings, source, actions, cameras)``: what the
+        crop cache holds, as :func:`crop_cache_path` and :func:`build_crop_cache` take it."""
+        hp = self.hparams
+        splits = {"train": self.train_subjects, "test": self.test_subjects}
+        return (self.root, hp.name, hp.keypoints, splits, self.settings, self.source,
+                hp.actions, hp.cameras)  # fmt: skip
 
     def prepare_data(self) -> None:
         """Build the embedded capture if asked, then the crop cache (once)."""
@@ -367,17 +364,7 @@ class ImageLiftingDataModule(L.LightningDataModule):
         if path.exists():
             return
         print(f"liftpose: writing the {hp.source} crops of {self.root} ({hp.name}) to {path}")
-        build_crop_cache(
-            path,
-            self.root,
-            hp.name,
-            hp.keypoints,
-            {"train": self.train_subjects, "test": self.test_subjects},
-            self.settings,
-            self.source,
-            hp.actions,
-            hp.cameras,
-        )
+        build_crop_cache(path, *self._crop_selection())
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
