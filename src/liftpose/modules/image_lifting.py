@@ -53,7 +53,7 @@ from liftpose.data.transforms2d import IMAGENET_MEAN, IMAGENET_STD
 from liftpose.data.windows import flip_pose
 from liftpose.errors import ConfigError, DataError
 from liftpose.metrics.attention import background_attention, mask_background_attention
-from liftpose.modules.lifting import LiftingModule, symmetrise_bones
+from liftpose.modules.lifting import LiftingModule
 
 __all__ = ["STAGES", "ImageLiftingModule"]
 
@@ -280,11 +280,7 @@ class ImageLiftingModule(LiftingModule):
             # x -> -x (exactly, in the crop frame) with left and right swapped
             flipped = self.model(image.flip(-1), flip_pose(kp, self.flip_perm), stages=stages).final
             pred = (pred + flip_pose(flipped, self.flip_perm)) / 2
-        if self.hparams.zero_root_eval:
-            pred = torch.cat([torch.zeros_like(pred[:, :1]), pred[:, 1:]], dim=1)
-        if self.hparams.symmetric_bones:  # after the root is placed, as LiftingModule
-            pred = symmetrise_bones(pred, self.flip_perm.tolist())
-        return pred, out
+        return self.finish_eval(pred), out
 
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: nn.Module) -> None:
         testing = self._trainer is not None and self.trainer.testing

@@ -122,6 +122,7 @@ class LiftingModule(RunModule):
             ),
             persistent=False,
         )
+        self._flip_list: list[int] | None = None  # flip_perm as a list (symmetric_bones)
         self.val_metrics: nn.Module | None = None
         self.test_metrics: nn.Module | None = None
         #: ``[epoch, seconds of training so far, val/mpjpe]`` after each validation (for the
@@ -146,6 +147,7 @@ class LiftingModule(RunModule):
             self.action_names = list(dm.action_names)
             if self.flip_perm.numel() == 0:
                 self.flip_perm = torch.as_tensor(dm.skeleton.flip_permutation)
+                self._flip_list = None
         if not self.action_names:
             raise RuntimeError("LiftingModule needs a datamodule with action_names")
         # PCK/AUC joint subset of the test set (e.g. the 14 joints of MPI-INF-3DHP)
@@ -214,10 +216,17 @@ class LiftingModule(RunModule):
         if self.hparams.test_flip:
             flipped = self(flip_pose(x, self.flip_perm))
             pred = (pred + flip_pose(flipped, self.flip_perm)) / 2
+        return self.finish_eval(pred)
+
+    def finish_eval(self, pred: torch.Tensor) -> torch.Tensor:
+        """The evaluated pose ``(..., J, 3)`` after flip averaging: root zeroed
+        (``zero_root_eval``), then, from that root, equal twin bones (``symmetric_bones``)."""
         if self.hparams.zero_root_eval:
             pred = torch.cat([torch.zeros_like(pred[..., :1, :]), pred[..., 1:, :]], dim=-2)
-        if self.hparams.get("symmetric_bones", False):  # after the root is placed
-            pred = symmetrise_bones(pred, self.flip_perm.tolist())
+        if self.hparams.get("symmetric_bones", False):
+            if self._flip_list is None:  # a Python list once, not a device sync per batch
+                self._flip_list = self.flip_perm.tolist()
+            pred = symmetrise_bones(pred, self._flip_list)
         return pred
 
     @property
