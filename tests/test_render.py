@@ -256,3 +256,20 @@ def test_liftpose_data_render_writes_a_coco_dataset(tmp_path):
     doc = json.loads((tmp_path / "r" / "annotations" / "person_keypoints_val.json").read_text())
     assert len(doc["images"]) == 1 and len(doc["annotations"]) == 1
     assert len(list((tmp_path / "r" / "train").glob("*.jpg"))) == 2
+
+
+def test_a_file_at_the_root_is_refused_untouched(tmp_path, capsys):
+    """liftpose-data render and the embedded build never replace a file that stands where
+    their folder goes."""
+    from liftpose.data.cli import main
+    from liftpose.data.embedded import ensure_embedded
+    from liftpose.errors import DataError
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    assert main(["render", "--root", str(notes), "--train", "1", "--val", "1"]) == 2
+    assert "notes.txt: folder: is a file, not a folder" in capsys.readouterr().err
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        ensure_embedded(notes)
+    assert notes.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -90,6 +90,8 @@ def ensure_embedded(root: str | Path, name: str = "hdm05", cfg: dict | None = No
             nothing is written then.
     """
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise DataError(root, "data.root", "is a file, not a folder")
     cc = capture_config(cfg)
     settings = dataclasses.asdict(cc)
     if cc.rig.mode == "ring":  # the random-camera ranges do not change a ring's films

@@ -830,6 +830,10 @@ def write_rendered_coco(
     stamp = root / ".render.build"
     if not force and stamp.exists() and stamp.read_text() == digest:
         return root
+    if root.exists() and not root.is_dir():
+        raise DataError(
+            root, "folder", "is a file, not a folder: choose another data.root / --root"
+        )
     if root.is_dir() and any(root.iterdir()) and not stamp.exists():
         raise DataError(
             root,
