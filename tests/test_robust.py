@@ -285,6 +285,13 @@ def test_override_errors_are_one_line_before_the_run_folder(
     assert not (tmp_path / "logs").exists()
 
 
+def test_eval_without_a_checkpoint_is_one_line_before_the_run_folder(tmp_path, monkeypatch, capsys):
+    assert _hydra_main("eval", [], monkeypatch, tmp_path) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "liftpose-eval: error: ckpt_path: required, give ckpt_path=...", err
+    assert not (tmp_path / "logs").exists()
+
+
 @pytest.mark.parametrize(
     "args,refused",
     [

@@ -411,10 +411,15 @@ def check_command_line(
             with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
                 gh = GlobalHydra.instance()
                 assert gh.hydra is not None
-                gh.hydra.compose_config(config_name, ovs, run_mode=mode, from_shell=True)
+                cfg = gh.hydra.compose_config(config_name, ovs, run_mode=mode, from_shell=True)
         except (HydraException, ValueError) as err:  # ValueError: e.g. a group set to null
             message = composition_error(err, overrides, unknown_key)  # as typed
             print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+            sys.exit(2)
+        missing = [str(k) for k in cfg if k != "hydra" and OmegaConf.is_missing(cfg, k)]
+        if missing:  # a mandatory value (???) left unset, e.g. liftpose-eval's ckpt_path
+            print(f"{Path(sys.argv[0]).name}: error: {missing[0]}: required, give "
+                  f"{missing[0]}=...", file=sys.stderr)  # fmt: skip
             sys.exit(2)
     message = earlier_run_folder(overrides, resume_ok=config_name == "train")
     if message is not None:
