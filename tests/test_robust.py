@@ -544,3 +544,23 @@ def test_a_folder_an_earlier_run_wrote_is_refused_as_the_run_folder(
     assert earlier_run_folder(resume) is None
     assert earlier_run_folder(resume, resume_ok=False) is not None
     assert earlier_run_folder([f"hydra.run.dir={tmp_path / 'new'}"]) is None
+
+
+def test_a_multirun_makes_one_folder_however_often_it_is_resolved(tmp_path, monkeypatch):
+    """hydra.sweep.dir is resolved again per job (and in each submitit job's own process, with
+    another time stamp): one folder per multirun all the same."""
+    import json
+    import os
+
+    from liftpose.utils.run import SWEEP_DIR_ENV, unique_sweep_dir
+
+    monkeypatch.delenv(SWEEP_DIR_ENV, raising=False)
+    first = unique_sweep_dir(str(tmp_path / "12-00-00"))
+    assert unique_sweep_dir(str(tmp_path / "12-00-00")) == first  # the same multirun
+    # a job's process inherits the record: another time stamp, the same folder
+    monkeypatch.setenv(SWEEP_DIR_ENV, json.dumps([os.getpid() + 1, "x", first]))
+    assert unique_sweep_dir(str(tmp_path / "12-00-07")) == first
+    # this process's next multirun (another base) gets a folder of its own
+    monkeypatch.setenv(SWEEP_DIR_ENV, json.dumps([os.getpid(), str(tmp_path / "12-00-00"), first]))
+    assert unique_sweep_dir(str(tmp_path / "12-00-09")) == str(tmp_path / "12-00-09")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["12-00-00", "12-00-09"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -21,6 +22,8 @@ def _register_resolvers() -> None:
         # cached: every later resolution of the same config (Hydra's, a job's) gets the same
         # folder; the cache travels with the config to joblib and submitit jobs
         OmegaConf.register_new_resolver("unique_dir", unique_dir, use_cache=True)
+    if not OmegaConf.has_resolver("unique_sweep_dir"):
+        OmegaConf.register_new_resolver("unique_sweep_dir", unique_sweep_dir, use_cache=True)
     if not OmegaConf.has_resolver("abspath"):
         OmegaConf.register_new_resolver("abspath", lambda p: str(Path(p).expanduser().resolve()))
     if not OmegaConf.has_resolver("layout_joints"):
@@ -44,6 +47,30 @@ def unique_dir(base: str) -> str:
             continue
         return path
     raise AssertionError("unreachable")
+
+
+#: the multirun folder a process made, inherited by the processes of its jobs
+SWEEP_DIR_ENV = "LIFTPOSE_SWEEP_DIR"
+
+
+def unique_sweep_dir(base: str) -> str:
+    """:func:`unique_dir` for a multirun's folder, made once per multirun.
+
+    Hydra and its launchers resolve ``hydra.sweep.dir`` again for each job (and a submitit job
+    in its own process, a few seconds later, with another time stamp): the first resolution
+    makes the folder and records it in ``$LIFTPOSE_SWEEP_DIR`` (``pid:base:path``); later ones
+    in the same process with the same ``base``, and any in a job's process (which inherits the
+    record), return that folder instead of making another.
+    """
+    try:
+        pid, made_base, path = json.loads(os.environ.get(SWEEP_DIR_ENV, ""))
+    except (ValueError, TypeError):
+        pid = made_base = path = None
+    if path and Path(path).is_dir() and (pid != os.getpid() or made_base == base):
+        return str(path)
+    path = unique_dir(base)
+    os.environ[SWEEP_DIR_ENV] = json.dumps([os.getpid(), base, path])
+    return path
 
 
 def _tmt_in_chans(motion: str, steps: str) -> int:
