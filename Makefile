@@ -71,7 +71,7 @@ reproduce-tables: install
 	$(BIN)/liftpose-tables --scale $(SCALE) --tables '$(TABLES)' $(ARGS)
 
 # The ready lifter shipped with the package: train, test on held-out data, pack (ARGS: extra
-# training overrides after --, e.g. ARGS='-- trainer.max_epochs=1')
+# training overrides after --, with an --out of their own, e.g. ARGS='--out /tmp/rl -- trainer.max_epochs=1')
 ready-lifter: install
 	$(BIN)/python -m liftpose.ready_lifter $(ARGS)
 

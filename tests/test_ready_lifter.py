@@ -149,3 +149,20 @@ def test_symmetrise_bones_equal_twins_same_directions() -> None:
     torch.testing.assert_close(out[..., 0, :], pose[..., 0, :])
     with pytest.raises(ValueError, match="Human3.6M"):
         symmetrise_bones(torch.zeros(1, 5, 3), list(range(5)))
+
+
+def test_ready_lifter_build_keeps_the_shipped_one_and_fails_in_one_line(tmp_path, capfd,
+                                                                       monkeypatch):  # fmt: skip
+    """Overrides without --out would replace the shipped lifter: refused; a training command
+    that fails stops the build with its exit status and a line, not a traceback."""
+    from liftpose import ready_lifter
+
+    before = CKPT.stat().st_mtime_ns
+    assert ready_lifter.main(["--", "trainer.max_epochs=1"]) == 2
+    assert "give --out DIR" in capfd.readouterr().err
+    assert CKPT.stat().st_mtime_ns == before
+    monkeypatch.chdir(tmp_path)
+    assert ready_lifter.main(["--out", str(tmp_path / "rl"), "--", "model.nope=1"]) == 2
+    err = capfd.readouterr().err
+    assert "model.nope: no such key" in err and "liftpose-train stopped (exit 2)" in err
+    assert not (tmp_path / "rl").exists()

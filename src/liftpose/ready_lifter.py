@@ -11,7 +11,8 @@
 
 Every step runs the project's own commands in a run folder of its own under
 ``logs/ready_lifter/<time>/``; extra Hydra overrides for the training (e.g. ``trainer.max_epochs=1``
-for a quick look) follow ``--``::
+for a quick look) follow ``--`` and need an ``--out`` of their own (the package's assets hold
+the lifter of the recipe as it is)::
 
     python -m liftpose.ready_lifter [--out DIR] [-- override ...]
 """
@@ -76,6 +77,20 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     ap.add_argument("--out", default=str(ASSETS), help="assets folder (default: the package's)")
     args = ap.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    if extra and Path(args.out).resolve() == ASSETS.resolve():
+        print(f"liftpose: --out: training overrides ({' '.join(extra)}) change the shipped "
+              "lifter's recipe; give --out DIR for this build", file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        return _build(args, extra)
+    except subprocess.CalledProcessError as err:  # the command printed its own error
+        print(f"liftpose: {Path(err.cmd[0]).name} stopped (exit {err.returncode}); nothing was "
+              f"written to {args.out}", file=sys.stderr)  # fmt: skip
+        return err.returncode if err.returncode > 0 else 1
+
+
+def _build(args: argparse.Namespace, extra: list[str]) -> int:
+    """Train, test and pack (module docstring); ``0``."""
     bindir = Path(sys.executable).parent
     run = Path("logs") / "ready_lifter" / time.strftime("%Y-%m-%d_%H-%M-%S")
     if run.exists():
