@@ -192,19 +192,28 @@ def checkpoint_of(ref: str, spec: TableSpec, scale: str, results: Path, extra: l
     raise ConfigError(f"experiments/{spec.id}.yaml: {ref}: {other.id} has no row {row!r}")
 
 
-def plan(spec: TableSpec, scale: str, results: Path, extra: list[str]) -> list[Job]:
+def plan(
+    spec: TableSpec, scale: str, results: Path, extra: list[str], strict: bool = True
+) -> list[Job]:
     """Every job of a table at a scale, with the folder its resolved config maps to.
 
     Seed-major order: every row's first seed runs before any row's second, so an interrupted
     reproduction already has a whole table at one seed. ``ckpt://`` references in the
-    overrides become the referenced runs' checkpoints (:func:`checkpoint_of`).
+    overrides become the referenced runs' checkpoints (:func:`checkpoint_of`); with
+    ``strict=False`` (rendering only) a reference to a run that is not finished stays as it is,
+    and the rows that need it are simply not done.
     """
     jobs = []
     refs: dict[str, str] = {}  # each referenced table is planned once
 
     def checkpoint(m: re.Match) -> str:
         if m.group(0) not in refs:
-            refs[m.group(0)] = checkpoint_of(m.group(0), spec, scale, results, extra)
+            try:
+                refs[m.group(0)] = checkpoint_of(m.group(0), spec, scale, results, extra)
+            except ConfigError:
+                if strict:
+                    raise
+                refs[m.group(0)] = m.group(0)
         return refs[m.group(0)]
 
     for seed in spec.scales[scale].seeds:
@@ -491,7 +500,7 @@ def reproduce(
         raise ConfigError(f"no table spec in {experiments} matches {tables!r}")
     out: dict[str, list[RowResult]] = {}
     for spec in specs:
-        jobs = plan(spec, scale, results, list(extra or []))
+        jobs = plan(spec, scale, results, list(extra or []), strict=not render_only)
         todo = [j for j in jobs if not j.done and (seeds is None or j.seed in seeds)]
         if rows is not None:
             todo = [j for j in todo if any(fnmatch.fnmatch(j.row.name, r) for r in rows.split(","))]
