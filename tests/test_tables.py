@@ -59,6 +59,20 @@ def test_every_spec_row_composes_and_builds(spec, scale):
         assert len(hashes) == len(spec.runnable_rows), "two rows of a table run the same config"
 
 
+COMPUTED = [(s, c) for s in REAL_SPECS for c in s.columns if c.at is not None and c.key != "fps"]
+
+
+@pytest.mark.parametrize("spec,col", COMPUTED, ids=[f"{s.id}:{c.key}" for s, c in COMPUTED])
+def test_every_computed_column_computes(spec, col):
+    """Parameter counts and GFLOPs of every row come out of the model built on the meta device
+    (what ``liftpose-tables --render-only`` shows without any run)."""
+    from liftpose.tables.run import computed
+
+    assert COMPUTED
+    for row in spec.runnable_rows:
+        assert computed(spec, row, col.at, col.key) > 0, row.name
+
+
 def write_spec(root: Path, doc: dict, name: str = "t/tiny.yaml") -> Path:
     path = root / name
     path.parent.mkdir(parents=True, exist_ok=True)

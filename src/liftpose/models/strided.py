@@ -138,7 +138,7 @@ class StdLayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x: (*, C) -> (*, C)``."""
-        if torch.is_autocast_enabled(x.device.type):
+        if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
             # mixed precision: the two-pass form, 4x faster on the CPU than torch.std's kernel
             # (float32 results differ in the last bits, which fp32 fidelity would notice)
             d = x - x.mean(-1, keepdim=True)
