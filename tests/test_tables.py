@@ -468,3 +468,34 @@ def test_rehash_renames_finished_runs_to_their_config_hash(tmp_path):
     assert not link.is_symlink()  # the dangling link is gone; planning links it again
     # a default-valued argument does not change the hash (new options keep old runs valid)
     assert config_hash({**cfg, "model": {**cfg["model"], "attention": "dense"}}) == config_hash(cfg)
+
+
+def test_bad_selections_are_one_line_and_a_failed_multirun_fails_its_rows(
+    tmp_path, monkeypatch, capsys
+):
+    """--launcher/--logger that do not exist, --rows/--seeds that match nothing and a file as
+    --results stop before anything runs; a multirun that dies before its jobs finish marks
+    them failed (exit 1) instead of leaving them silently missing."""
+    import sys
+
+    from liftpose.tables.run import main
+
+    tiny_spec(tmp_path, ROWS)
+    base = ["--experiments", str(tmp_path / "exp"), "--results", str(tmp_path / "results")]
+    for extra, said in (
+        (["--launcher", "nope"], "--launcher nope: no such option (basic,"),
+        (["--logger", "nope"], "--logger nope: no such option ("),
+        (["--rows", "zzz"], "--rows zzz: matches no row of the selected tables"),
+        (["--seeds", "7"], "--seeds [7]: none is a seed of the selected tables at smoke"),
+    ):
+        assert main(base + extra) == 2
+        assert capsys.readouterr().err.startswith(f"liftpose-tables: error: {said}")
+    (tmp_path / "file").write_text("mine")
+    assert main(["--experiments", str(tmp_path / "exp"), "--results", str(tmp_path / "file")]) == 2
+    assert "a file, not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+    monkeypatch.setattr(sys, "executable", "false")  # the multirun process dies at once
+    assert main(base + ["--rows", "ok"]) == 1
+    assert "failed rows: tiny/t1:ok" in capsys.readouterr().err
+    log = next((tmp_path / "results").glob("tiny/t1/ok/seed0-*/error.log")).read_text()
+    assert "the multirun stopped (exit 1) before this job finished" in log

@@ -342,7 +342,17 @@ def launch(
             fh.write(line)
             if verbose:
                 sys.stdout.write(line)
-        return proc.wait()
+        rc = proc.wait()
+    if rc != 0:  # a job the multirun never finished and that left no error of its own
+        for job in jobs:
+            if not job.done and not (job.dir / "error.log").exists():
+                job.dir.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(
+                    job.dir / "error.log",
+                    f"the multirun stopped (exit {rc}) before this job finished; its output "
+                    f"is in {log}\n",
+                )
+    return rc
 
 
 def collect(spec: TableSpec, scale: str, jobs: list[Job]) -> list[RowResult]:
@@ -495,9 +505,23 @@ def reproduce(
     if scale not in SCALES:
         raise ConfigError(f"--scale {scale!r}: one of {', '.join(SCALES)}")
     results, experiments = Path(results).resolve(), Path(experiments)
+    if results.exists() and not results.is_dir():
+        raise ConfigError(f"--results {results}: a file, not a folder")
+    for group, option in (("launcher", launcher), ("logger", logger)):
+        options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        if option not in options:
+            raise ConfigError(f"--{group} {option}: no such option ({', '.join(options)})")
     specs = find_specs(experiments, tables)
     if not specs:
         raise ConfigError(f"no table spec in {experiments} matches {tables!r}")
+    if rows is not None and not any(
+        fnmatch.fnmatch(r.name, g) for s in specs for r in s.runnable_rows for g in rows.split(",")
+    ):
+        raise ConfigError(f"--rows {rows}: matches no row of the selected tables")
+    if seeds is not None and not any(
+        seed in s.scales[scale].seeds for s in specs if scale in s.scales for seed in seeds
+    ):
+        raise ConfigError(f"--seeds {seeds}: none is a seed of the selected tables at {scale}")
     out: dict[str, list[RowResult]] = {}
     for spec in specs:
         jobs = plan(spec, scale, results, list(extra or []), strict=not render_only)
