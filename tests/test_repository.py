@@ -25,3 +25,37 @@ def test_no_merge_conflict_markers():
     ]
     assert len(list(_text_files())) > 100
     assert not marked, marked
+
+
+ENTRY_POINTS = ("liftpose.train", "liftpose.eval", "liftpose.infer", "liftpose.export",
+                "liftpose.tables.run", "liftpose.data.cli", "liftpose.bench")  # fmt: skip
+LIBRARY = ("data", "models", "modules", "metrics", "system", "utils")
+
+
+def _imports(tree):
+    """Modules imported by a module, outside its ``if __name__ == "__main__":`` block."""
+    import ast
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+            node.body = []  # the script block may run an entry point
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+        elif isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+
+
+def test_the_library_never_imports_an_entry_point():
+    """data -> models -> modules -> entry points: nothing below imports a command."""
+    import ast
+
+    found = []
+    for package in LIBRARY:
+        for f in sorted((ROOT / "src" / "liftpose" / package).rglob("*.py")):
+            if f == ROOT / "src" / "liftpose" / "data" / "cli.py":
+                continue  # liftpose-data itself
+            for name in _imports(ast.parse(f.read_text())):
+                if name.startswith(ENTRY_POINTS):
+                    found.append(f"{f.relative_to(ROOT)}: {name}")
+    assert not found, found

@@ -313,8 +313,8 @@ def bench_system(device: str, frames: int = 50) -> dict[str, float]:
     if READY_LIFTER.is_file():
         lifter = load_lifter(READY_LIFTER)
     else:
+        from liftpose.modules.build import build
         from liftpose.tables.run import compose_job
-        from liftpose.train import build
 
         cfg = compose_job([])
         _, module = build(cfg)

@@ -151,7 +151,7 @@ def load_detector(ckpt: str | Path, device: str = "cpu") -> tuple[torch.nn.Modul
     ``{"image_size": (H, W), "heatmap_size": (h, w), "flip_permutation": [...]}``."""
     from hydra.utils import instantiate
 
-    from liftpose.train import load_run_checkpoint
+    from liftpose.utils.checkpoint import load_run_checkpoint
 
     state, cfg = load_run_checkpoint(ckpt)
     if getattr(cfg.module, "_target_", "").rsplit(".", 1)[-1] != "HeatmapModule":

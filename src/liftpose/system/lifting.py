@@ -54,8 +54,9 @@ def load_lifter(path: str | Path) -> Lifter:
     Raises ``DataError`` for a missing or unreadable file, a file that is not a liftpose
     checkpoint, and a checkpoint that is not a lifter (e.g. a ``module=heatmap`` detector).
     """
+    from liftpose.modules.build import build
     from liftpose.modules.lifting import LiftingModule
-    from liftpose.train import build, load_run_checkpoint
+    from liftpose.utils.checkpoint import load_run_checkpoint
 
     p = Path(path)
     if not p.is_file():
