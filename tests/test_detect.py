@@ -199,3 +199,15 @@ def test_detector_off_is_the_default_so_old_run_hashes_hold() -> None:
         assert "detector" not in drop_defaults(cfg)
     with_ckpt = OmegaConf.to_container(compose_job(["data.detector.ckpt=x.ckpt"]).data)
     assert drop_defaults(with_ckpt)["detector"]["ckpt"] == "x.ckpt"
+
+
+def test_liftpose_data_detect_with_a_missing_checkpoint_is_one_line(tmp_path, capsys):
+    from liftpose.data.cli import main
+
+    missing = tmp_path / "nope.ckpt"
+    args = ["detect", "--root", str(tmp_path), "--name", "x", "--ckpt", str(missing),
+            "--source", "hrnet"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"{missing}: ckpt: detector checkpoint not found"), err
+    assert len(err.splitlines()) == 1 and sorted(tmp_path.iterdir()) == []

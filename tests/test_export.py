@@ -84,3 +84,10 @@ def test_export_cli_refuses_bad_input(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint")
     assert export_main([str(bad), "--format", "onnx", "--out", str(out)]) == 2
     assert not out.exists() and set(FORMATS) == {"onnx", "torchscript"}
+
+
+def test_a_missing_checkpoint_names_the_argument(tmp_path, capsys):
+    from liftpose.export import main
+
+    assert main([str(tmp_path / "nope.ckpt"), "--format", "onnx"]) == 2
+    assert capsys.readouterr().err.strip().endswith("nope.ckpt: CKPT: checkpoint not found")

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if out.exists():
             raise DataError(out, "--out", "exists; liftpose-export does not overwrite files")
-        lifter = load_lifter(ckpt)
+        lifter = load_lifter(ckpt, "CKPT")
         err = export(lifter, args.format, out)
     except (DataError, ConfigError) as e:
         print(f"liftpose-export: error: {e}", file=sys.stderr)

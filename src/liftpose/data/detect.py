@@ -299,6 +299,8 @@ def detect_dataset(
     Returns the written path: per subject and action, one ``(F, 17, 2)`` float32 array in image
     pixels per camera of the subject, in the order of ``cameras_<name>.json``.
     """
+    if not Path(settings.ckpt).is_file():
+        raise DataError(settings.ckpt, "ckpt", "detector checkpoint not found")
     positions_3d, selection, key = _inputs(root, name, settings, train_subjects, subjects, actions)
     return _detect(root, name, source, settings, train_subjects, positions_3d, selection, key, log)
 

@@ -48,11 +48,12 @@ class Lifter:
         return f"{model} ({self.frames} frames, {self.window}, {self.fps:g} fps): {self.path}"
 
 
-def load_lifter(path: str | Path) -> Lifter:
+def load_lifter(path: str | Path, option: str = "--lifter") -> Lifter:
     """Load a lifter checkpoint written by ``liftpose-train``.
 
-    Raises ``DataError`` for a missing or unreadable file, a file that is not a liftpose
-    checkpoint, and a checkpoint that is not a lifter (e.g. a ``module=heatmap`` detector).
+    Raises ``DataError`` for a missing or unreadable file (naming the command's ``option``),
+    a file that is not a liftpose checkpoint, and a checkpoint that is not a lifter (e.g. a
+    ``module=heatmap`` detector).
     """
     from liftpose.modules.build import build
     from liftpose.modules.lifting import LiftingModule
@@ -60,13 +61,13 @@ def load_lifter(path: str | Path) -> Lifter:
 
     p = Path(path)
     if not p.is_file():
-        raise DataError(p, "--lifter", "checkpoint not found")
+        raise DataError(p, option, "checkpoint not found")
     try:
         ckpt, cfg = load_run_checkpoint(p)
     except DataError:
         raise
     except Exception as e:  # not a torch file, truncated
-        raise DataError(p, "--lifter", f"unreadable checkpoint ({type(e).__name__})") from e
+        raise DataError(p, option, f"unreadable checkpoint ({type(e).__name__})") from e
     target = str(cfg.get("module", {}).get("_target_", ""))
     if "data" not in cfg or "receptive_field" not in cfg.data:
         raise DataError(p, "liftpose_config.module", f"not a lifter ({target or 'no module'})")
