@@ -564,3 +564,14 @@ def test_a_multirun_makes_one_folder_however_often_it_is_resolved(tmp_path, monk
     monkeypatch.setenv(SWEEP_DIR_ENV, json.dumps([os.getpid(), str(tmp_path / "12-00-00"), first]))
     assert unique_sweep_dir(str(tmp_path / "12-00-09")) == str(tmp_path / "12-00-09")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["12-00-00", "12-00-09"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without GPUs")
+def test_a_trainer_lightning_refuses_is_one_line(tiny_root, tmp_path, monkeypatch, capsys):
+    """trainer=ddp on a machine without GPUs: Lightning's refusal in one line, exit 2."""
+    argv = ["trainer=ddp", *tiny_overrides(tiny_root, tmp_path / "cache"), "logger=none"]
+    assert _hydra_main("train", argv, monkeypatch, tmp_path) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "liftpose-train: error: trainer: No supported gpu backend found! (see " \
+                  "conf/trainer/)", err  # fmt: skip
+    assert not list((tmp_path / "logs").rglob("*.*"))  # the run folder is gone again

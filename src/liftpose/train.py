@@ -231,9 +231,14 @@ def fail(err: Exception, run_dir: Path | None = None) -> None:
     folders) is removed, so a run that never started leaves nothing behind.
     """
     if isinstance(err, InstantiationException):
-        if not isinstance(err.__cause__, (DataError, ConfigError)):
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        cause = err.__cause__
+        if isinstance(cause, MisconfigurationException):  # e.g. trainer=ddp without GPUs
+            cause = ConfigError(f"trainer: {cause} (see conf/trainer/)")
+        if not isinstance(cause, (DataError, ConfigError)):
             raise err  # a genuine bug: keep the traceback
-        err = err.__cause__
+        err = cause
     if run_dir is not None and run_dir.is_dir():
         files = [p for p in run_dir.rglob("*") if p.is_file() and ".hydra" not in p.parts]
         if not files:
