@@ -408,6 +408,8 @@ def test_eval_on_a_dataset_folder_without_the_training_subjects(trained, tmp_pat
     assert data["keypoints"] == "gt" and data["receptive_field"] == 9  # from the checkpoint
     assert {"test/mpjpe/action/Jump", "test/mpjpe/action/Walk"} <= set(doc["metrics"])
     assert doc["eval"]["data"] == str(folder)
+    with pytest.raises(DataError, match=r"data: neither a folder nor a data option \(options: "):
+        run_eval(eval_cfg(trained, tmp_path / "e2", [f"data_root={tmp_path / 'nosuch'}"]))
 
 
 def test_eval_with_a_data_config_option(trained, tmp_path):

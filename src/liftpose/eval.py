@@ -137,7 +137,8 @@ def folder_data(root: str | Path, train_data: DictConfig) -> dict:
 
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise DataError(root, "folder", "data=<folder>: not a folder")
+        options = ", ".join(sorted(p.stem for p in (CONF_DIR / "data").glob("*.yaml")))
+        raise DataError(root, "data", f"neither a folder nor a data option (options: {options})")
     base = {
         k: v
         for k, v in OmegaConf.to_container(train_data, resolve=True).items()  # type: ignore
