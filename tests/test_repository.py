@@ -59,3 +59,11 @@ def test_the_library_never_imports_an_entry_point():
                 if name.startswith(ENTRY_POINTS):
                     found.append(f"{f.relative_to(ROOT)}: {name}")
     assert not found, found
+
+
+def test_command_help_keeps_its_line_breaks():
+    """A backslash at the end of an example line in a docstring must print as one (``\\\\``),
+    or the example's two lines run together in ``--help``."""
+    from liftpose.data import cli
+
+    assert "data/bandai \\\n        --name bandai" in cli.__doc__

@@ -6,10 +6,10 @@ Examples::
     liftpose-data hdm05-sample --src ../shared/data/hdm05  # rebuild the packaged sample
     liftpose-data info --root .cache/liftpose/embedded/hdm05 --name hdm05 --keypoints det
     liftpose-data bandai-3dhp --src ../shared/data/bandai1/data --root data/bandai_3dhp
-    liftpose-data capture --src ../shared/data/bandai1/data --format bvh --root data/bandai \
+    liftpose-data capture --src ../shared/data/bandai1/data --format bvh --root data/bandai \\
         --name bandai --person-height 400   # any mocap folder -> a lifting dataset
     liftpose-data render --root data/rendered --train 300 --val 100  # 2-D detector images
-    liftpose-data detect --root .cache/liftpose/embedded/hdm05 --name hdm05 \
+    liftpose-data detect --root .cache/liftpose/embedded/hdm05 --name hdm05 \\
         --ckpt <heatmap run>/last.ckpt --source hrnet_w32_cam --every 5  # a detector as 2-D
     liftpose-data crops --root /data/h36m --keypoints cpn_ft_h36m_dbb  # Human3.6M video crops
 """
